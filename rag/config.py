@@ -1,0 +1,103 @@
+"""One frozen configuration: offline defaults, then environment variables, then explicit options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+
+# Environment variables read by Config.load(), with the field each one sets.
+ENV = {
+    "RAG_HOME": "home",
+    "RAG_CORPUS": "corpus",
+    "RAG_INDEX_DIR": "index_dir",
+    "RAG_MODELS_DIR": "models_dir",
+    "RAG_EMBED_MODEL": "embed_model",
+    "RAG_MODEL": "model",
+    "RAG_K": "k",
+    "RAG_RETRIEVAL": "retrieval",
+    "RAG_THREADS": "threads",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the engine. Paths are absolute once loaded."""
+
+    home: Path = PROJECT_DIR
+    corpus: Path | None = None  # default: HOME/seeds
+    index_dir: Path | None = None  # default: HOME/index/seeds
+    models_dir: Path | None = None  # default: ~/.cache/rag/models
+    prompts_dir: Path | None = None  # default: HOME/prompts, else the packaged copy
+    # Embedding and chunking (saved in the index manifest; changing them forces a full rebuild).
+    embed_model: str = "all-MiniLM-L6-v2"
+    chunk_tokens: int = 200  # target word pieces per chunk; hard cap is the model's own limit
+    overlap_tokens: int = 32
+    batch_size: int = 32
+    # Retrieval.
+    k: int = 4
+    retrieval: str = "dense"  # dense | lexical | hybrid
+    min_score: float = 0.25  # below this best dense score the documents are taken not to answer
+    # Answering.
+    model: str = "qwen2.5-coder-1.5b"
+    n_ctx: int = 4096
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    threads: int | None = None
+    history_tokens: int = 384
+
+    @classmethod
+    def load(cls, **options: object) -> Config:
+        """Defaults, overridden by RAG_* environment variables, overridden by non-None options."""
+        values: dict[str, object] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for var, name in ENV.items():
+            raw = os.environ.get(var)
+            if raw:
+                values[name] = _coerce(raw, types[name])
+        values.update({k: v for k, v in options.items() if v is not None})
+        unknown = set(values) - set(types)
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values).resolved()
+
+    def resolved(self) -> Config:
+        """Fill derived paths and make every path absolute."""
+        home = Path(self.home).expanduser().resolve()
+        prompts = self.prompts_dir or (home / "prompts")
+        if not Path(prompts).is_dir():
+            prompts = PROJECT_DIR / "prompts"
+        return replace(
+            self,
+            home=home,
+            corpus=_abs(self.corpus or home / "seeds"),
+            index_dir=_abs(self.index_dir or home / "index" / "seeds"),
+            models_dir=_abs(
+                self.models_dir
+                or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rag" / "models"
+            ),
+            prompts_dir=_abs(prompts),
+        )
+
+    def with_(self, **options: object) -> Config:
+        """A copy with some settings changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in options.items() if v is not None}).resolved()
+
+
+def _abs(path: Path | str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _coerce(raw: str, kind: object) -> object:
+    kind = str(kind)
+    if "int" in kind:
+        return int(raw)
+    if "float" in kind:
+        return float(raw)
+    if "Path" in kind:
+        return Path(raw)
+    return raw

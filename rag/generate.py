@@ -1,0 +1,225 @@
+"""Generating answers with a GGUF model through llama.cpp on the CPU, streamed piece by piece."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ModelMissing, PromptError, RagError
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+# Used when a GGUF file carries no chat template of its own.
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class LLM:
+    """A loaded GGUF model: renders chats, counts tokens, generates text one caller at a time."""
+
+    def __init__(
+        self, path: Path, n_ctx: int = 4096, threads: int | None = None, seed: int = 0
+    ) -> None:
+        import llama_cpp
+
+        self.path = Path(path)
+        self.n_ctx = n_ctx
+        self.seed = seed
+        if not self.path.is_file():
+            raise ModelMissing(f"answer model file {self.path} does not exist")
+        started = time.perf_counter()
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=n_ctx,
+                n_threads=threads or os.cpu_count(),
+                seed=seed,
+                verbose=False,
+                logits_all=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            # llama-cpp-python says only "Failed to load model from file" for a truncated file.
+            raise ModelMissing(
+                f"llama.cpp cannot load answer model file {self.path} ({exc}): it is truncated, "
+                "damaged or not a model llama.cpp knows: delete it and fetch it again"
+            ) from exc
+        self.load_s = time.perf_counter() - started
+        self._stopping = llama_cpp.StoppingCriteriaList
+        self._bos = self._llama.token_bos()
+        self._template = _compile(self._llama.metadata.get("tokenizer.chat_template") or CHATML)
+        self._bos_text = self._token_text(self._bos)
+        self._eos_text = self._token_text(self._llama.token_eos())
+        # A plain Lock, not an RLock: a streaming generator may be resumed and closed from
+        # another thread than the one that started it (Gradio does this).
+        self._lock = threading.Lock()
+        self.last_stats: dict = {}
+
+    def format_chat(self, messages: list[dict]) -> str:
+        """The prompt for a chat (dicts with role and content), in the model's own template."""
+        from jinja2 import TemplateError
+
+        try:
+            return self._template.render(
+                messages=messages,
+                add_generation_prompt=True,
+                bos_token=self._bos_text,
+                eos_token=self._eos_text,
+            )
+        except TemplateError as exc:
+            raise PromptError(
+                f"the chat template of {self.path.name} refused the chat: {exc}"
+            ) from exc
+
+    def tokenize(self, text: str) -> list[int]:
+        """The tokens the model reads for `text` as a whole prompt.
+
+        Special tokens written in the text (such as `<|im_start|>`) are read as such, and a
+        BOS token is put first when the model's metadata asks for one, never twice: a prompt
+        that already starts with BOS (from the chat template) gets no second one.
+        """
+        # llama.cpp adds BOS only when the model's metadata asks for it.
+        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        if tokens[:2] == [self._bos, self._bos]:
+            del tokens[0]
+        return tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as a piece of a prompt: never counts an added BOS.
+
+        So the counts of pieces add up (up to merges at the seams), and for a whole prompt
+        `len(tokenize(prompt))` is at most one more.
+        """
+        if not text:
+            return 0
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
+        """Text pieces as they are generated; temperature 0 is greedy and repeatable.
+
+        The prompt is checked against the context here, before anything runs. The model is
+        held for the whole generation; it is let go when the pieces run out or the caller
+        closes the iterator (dropping the last reference to it does that too).
+        """
+        tokens = self.tokenize(prompt)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise RagError(
+                f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens} more, "
+                f"beyond the model's context of {self.n_ctx} tokens: use fewer or shorter "
+                "passages, a shorter question, or a larger context (n_ctx)"
+            )
+        return self._stream(tokens, max_tokens, temperature, list(stop))
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+    ) -> str:
+        """The whole generated text (see `stream`)."""
+        return "".join(self.stream(prompt, max_tokens, temperature, stop))
+
+    def close(self) -> None:
+        """Free the model's memory now rather than at garbage collection."""
+        with self._lock:
+            self._llama.close()
+
+    def _stream(
+        self, tokens: list[int], max_tokens: int, temperature: float, stop: list[str]
+    ) -> Iterator[str]:
+        asked = time.perf_counter()
+        with self._lock:
+            started = time.perf_counter()
+            llama = self._llama
+            # llama-cpp-python reuses the KV cache for the longest prefix shared with the last
+            # prompt (less one token, replayed to refresh the logits).
+            cached = min(
+                llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens),
+                len(tokens) - 1,
+            )
+            sampled: list[float] = []  # time of each token drawn, EOS included
+
+            def count(_ids: object, _logits: object) -> bool:
+                sampled.append(time.perf_counter())
+                return False
+
+            greedy = temperature <= 0
+            chunks = llama.create_completion(
+                tokens,
+                max_tokens=max_tokens,
+                temperature=0.0 if greedy else temperature,
+                top_k=1 if greedy else 40,
+                top_p=1.0 if greedy else 0.95,
+                min_p=0.0 if greedy else 0.05,
+                repeat_penalty=1.0,
+                seed=self.seed,
+                stop=stop,
+                stream=True,
+                stopping_criteria=self._stopping([count]),
+            )
+            finish = None
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    if choice["text"]:
+                        yield choice["text"]
+            finally:
+                chunks.close()
+                ended = time.perf_counter()
+                first = sampled[0] if sampled else ended
+                decode_s = sampled[-1] - first if len(sampled) > 1 else 0.0
+                self.last_stats = {
+                    "prompt_tokens": len(tokens),
+                    "cached_tokens": max(cached, 0),
+                    "completion_tokens": len(sampled),
+                    "wait_s": started - asked,
+                    "ttft_s": first - started,
+                    "total_s": ended - started,
+                    "tokens_per_s": (len(sampled) - 1) / decode_s if decode_s > 0 else 0.0,
+                    "finish_reason": finish or "stopped",
+                }
+
+    def _token_text(self, token: int) -> str:
+        if token == -1:
+            return ""
+        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def _compile(source: str) -> Template:
+    # The same environment as transformers' apply_chat_template, so GGUF templates written
+    # for it render the same way.
+    from jinja2 import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    def tojson(value: object, indent: int | None = None, **_: object) -> str:
+        return json.dumps(value, indent=indent, ensure_ascii=False)
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)

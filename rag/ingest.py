@@ -1,0 +1,244 @@
+"""The indexing pipeline: read, clean, chunk, embed and store documents, incrementally."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import chunk as chunking
+from . import clean, read, store
+from .config import Config
+from . import embed
+from .embed import Embedder
+from .errors import EmptyCorpus, IndexCorrupt, IndexMismatch, IndexNotFound, UnreadableDocument
+from .types import Chunk, Document, IndexSummary
+
+# Bumped when chunking changes what a document turns into, so old indexes rebuild fully.
+CHUNKER_VERSION = 1
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def settings(config: Config) -> dict:
+    """What shapes an index's passages and vectors; a change forces a full rebuild."""
+    return {
+        "embed_model": config.embed_model,
+        "chunk_tokens": config.chunk_tokens,
+        "overlap_tokens": config.overlap_tokens,
+        "clean_version": clean.VERSION,
+        "chunker_version": CHUNKER_VERSION,
+    }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def passages(doc: Document, embedder: Embedder, config: Config, first_id: int) -> list[Chunk]:
+    """Cut one document into passages numbered from `first_id`."""
+    spans = chunking.chunk(
+        doc.text,
+        embedder.count_tokens,
+        target=config.chunk_tokens,
+        overlap=config.overlap_tokens,
+        limit=embedder.text_limit,
+    )
+    out = []
+    for n, (a, b) in enumerate(spans):
+        start, end = clean.original_span(doc.offsets, a, b)
+        out.append(
+            Chunk(
+                id=first_id + n,
+                source=doc.source,
+                title=doc.title,
+                start=start,
+                end=end,
+                text=doc.text[a:b],
+                original=doc.original[start:end],
+                page=doc.page_at(start),
+            )
+        )
+    return out
+
+
+def _open_previous(root: Path) -> tuple[store.Index | None, str]:
+    try:
+        return store.load(root), ""
+    except IndexNotFound:
+        return None, ""
+    except (IndexCorrupt, IndexMismatch) as exc:
+        return None, f"previous index unusable ({exc}); rebuilding fully"
+
+
+def build(
+    paths: Sequence[Path | str] | None = None,
+    config: Config | None = None,
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+    embedder: Embedder | None = None,
+) -> IndexSummary:
+    """Build or update the index at `config.index_dir` from files and folders.
+
+    Only new or changed documents are embedded; removed ones disappear. With no paths, the
+    folders the index was built from are read again (or the configured corpus for a new index).
+    The new version replaces the old one atomically, and only when it is complete.
+    """
+    config = config or Config.load()
+    root = Path(config.index_dir)
+    began = time.perf_counter()
+    with store.rebuild_lock(root):
+        store.tidy(root)
+        old, note = _open_previous(root)
+        try:
+            return _build(paths, config, root, old, full or bool(note), progress, embedder, began)
+        finally:
+            if old is not None:
+                old.close()
+
+
+def _build(
+    paths: Sequence[Path | str] | None,
+    config: Config,
+    root: Path,
+    old: store.Index | None,
+    full: bool,
+    progress: Progress | None,
+    embedder: Embedder | None,
+    began: float,
+) -> IndexSummary:
+    if paths:
+        roots = [str(Path(p).expanduser().resolve()) for p in paths]
+    elif old is not None and old.manifest.get("paths"):
+        roots = list(old.manifest["paths"])
+    else:
+        roots = [str(config.corpus)]
+    files = read.find_files(roots)
+    base = Path(os.path.commonpath([str(r) for _, r in files])) if files else Path(roots[0])
+    wanted = settings(config)
+    reuse = old is not None and not full and old.manifest.get("settings") == wanted
+    before = old.manifest.get("documents", {}) if old is not None else {}
+    kept_before = before if reuse else {}
+
+    skipped: list[tuple[str, str]] = []
+    plan: list[tuple[str, str, Path]] = []  # (source, sha256, path)
+    seen: set[str] = set()
+    for i, (path, _root) in enumerate(files):
+        source = path.relative_to(base).as_posix()
+        if progress:
+            progress("reading", i, len(files))
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            skipped.append((source, f"cannot open: {exc.strerror or exc}"))
+            continue
+        if source not in seen:
+            seen.add(source)
+            plan.append((source, sha, path))
+
+    chunks: list[Chunk] = []
+    reused_vectors: dict[str, np.ndarray] = {}
+    to_embed: list[Chunk] = []
+    documents: dict[str, dict] = {}
+    added, updated, unchanged = [], [], 0
+    for source, sha, path in plan:
+        first = len(chunks)
+        prior = kept_before.get(source)
+        if prior is not None and prior.get("sha256") == sha:
+            ids = list(range(prior["first"], prior["first"] + prior["count"]))
+            reused = [
+                Chunk(first + n, c.source, c.title, c.start, c.end, c.text, c.original, c.page)
+                for n, c in enumerate(old.chunks(ids))
+            ]
+            chunks.extend(reused)
+            reused_vectors[source] = old.reconstruct(ids)
+            documents[source] = dict(prior, first=first, count=len(reused))
+            unchanged += 1
+            continue
+        try:
+            doc = read.read(path, base)
+        except UnreadableDocument as exc:
+            skipped.append((source, str(exc)))
+            continue
+        if embedder is None:
+            embedder = embed.load(config.embed_model, config.batch_size, config.threads)
+        new = passages(doc, embedder, config, first)
+        if not new:
+            skipped.append((source, "no text to index"))
+            continue
+        chunks.extend(new)
+        to_embed.extend(new)
+        documents[source] = {
+            "sha256": sha,
+            "title": doc.title,
+            "path": str(path),
+            "pages": len(doc.pages),
+            "first": first,
+            "count": len(new),
+        }
+        (updated if source in before else added).append(source)
+
+    if not documents:
+        reasons = "; ".join(f"{s}: {r}" for s, r in skipped[:5])
+        where = ", ".join(roots)
+        raise EmptyCorpus(
+            f"no readable documents in {where}"
+            + (f" (skipped {len(skipped)}: {reasons})" if skipped else "")
+            + ": add .txt, .md, .html, .pdf or .docx files and run `rag index` again"
+        )
+
+    new_vectors = np.zeros((0, 0), dtype=np.float32)
+    if to_embed:
+
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress("embedding", done, total)
+            store.fault_point("embedding")
+
+        new_vectors = embedder.encode([c.text for c in to_embed], progress=report)
+    dim = embedder.dim if embedder is not None else int(old.manifest["dim"])
+    matrix = np.zeros((len(chunks), dim), dtype=np.float32)
+    cursor = 0
+    for source, info in documents.items():
+        rows = slice(info["first"], info["first"] + info["count"])
+        if source in reused_vectors:
+            matrix[rows] = reused_vectors[source]
+        else:
+            matrix[rows] = new_vectors[cursor : cursor + info["count"]]
+            cursor += info["count"]
+
+    removed = sorted(set(before) - set(documents))
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "embed_model": config.embed_model,
+        "settings": wanted,
+        "paths": roots,
+        "base": str(base),
+        "documents": documents,
+        "skipped": skipped,
+    }
+    if progress:
+        progress("writing", 0, 1)
+    store.write(root, store.Version(manifest, chunks, matrix))
+    return IndexSummary(
+        index_dir=str(root),
+        added=tuple(added),
+        updated=tuple(updated),
+        removed=tuple(removed),
+        unchanged=unchanged,
+        skipped=tuple(skipped),
+        documents=len(documents),
+        chunks=len(chunks),
+        embedded=len(to_embed),
+        seconds=round(time.perf_counter() - began, 3),
+        full=not reuse,
+    )

@@ -1,0 +1,299 @@
+"""The engine that joins the stages: index, embedding model and answer model, loaded once."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from . import cite, ingest, prompt, retrieve, store
+from .config import Config
+from . import embed
+from .embed import Embedder
+from .errors import BadQuestion, IndexMismatch, IndexNotFound
+from .types import Answer, Citation, Hit, IndexSummary
+
+MAX_QUESTION_CHARS = 2000
+
+# Words that make a question lean on the conversation before it.
+_FOLLOW_UP = re.compile(
+    r"\b(he|she|it|they|him|her|them|his|hers|its|their|theirs|this|that|these|those|"
+    r"there|then|the same|the other|else|more|also|again)\b",
+    re.IGNORECASE,
+)
+
+
+class Engine:
+    """Holds the open index and the loaded models; every call after the first reuses them."""
+
+    def __init__(self, config: Config | None = None, build_missing: bool = False) -> None:
+        self.config = config or Config.load()
+        self.build_missing = build_missing
+        self._index: store.Index | None = None
+        self._embedder: Embedder | None = None
+        self._llm = None
+        self._lock = threading.RLock()
+
+    # -- loading -------------------------------------------------------------------------
+
+    @property
+    def index(self) -> store.Index:
+        """The live index version; re-opened when a rebuild has swapped in a new one."""
+        root = Path(self.config.index_dir)
+        with self._lock:
+            live = store.current_folder(root)
+            if self._index is not None and live is not None and live == self._index.folder:
+                return self._index
+            if live is None and self.build_missing and Path(self.config.corpus).is_dir():
+                self.build([self.config.corpus])
+            index = store.load(root)
+            model = index.manifest.get("embed_model")
+            if self._embedder is not None and self._embedder.name != model:
+                self._embedder = None
+            self._index = index
+            return index
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            model = self.index.manifest.get("embed_model", self.config.embed_model)
+            if self._embedder is None:
+                self._embedder = embed.load(model, self.config.batch_size, self.config.threads)
+            if self._embedder.dim != self.index.manifest.get("dim"):
+                raise IndexMismatch(
+                    f"the index at {self.config.index_dir} holds {self.index.manifest.get('dim')}-"
+                    f"dimension vectors but {model} makes {self._embedder.dim}: run "
+                    f"`rag index --full --index-dir {self.config.index_dir}`"
+                )
+            return self._embedder
+
+    @property
+    def llm(self):  # noqa: ANN201 - rag.generate.LLM, imported lazily
+        with self._lock:
+            if self._llm is None:
+                from . import models
+                from .generate import LLM
+
+                path = models.resolve(self.config.model, Path(self.config.models_dir))
+                self._llm = LLM(path, self.config.n_ctx, self.config.threads, self.config.seed)
+            return self._llm
+
+    # -- indexing and search -------------------------------------------------------------
+
+    def build(
+        self,
+        paths: Sequence[Path | str] | None = None,
+        full: bool = False,
+        progress: ingest.Progress | None = None,
+    ) -> IndexSummary:
+        """Build or update this engine's index (see `rag.ingest.build`)."""
+        embedder = self._embedder
+        if embedder is not None and embedder.name != self.config.embed_model:
+            embedder = None
+        summary = ingest.build(
+            paths, self.config, full=full, progress=progress, embedder=embedder
+        )
+        return summary
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        """The passages that best match a query, best first."""
+        query = _check_question(query)
+        return retrieve.dense(self.index, self.embedder, query, k or self.config.k)
+
+    # -- answering -----------------------------------------------------------------------
+
+    def standalone(self, question: str, history: Sequence[dict] | None) -> str:
+        """The question rewritten to stand alone, when it leans on earlier turns."""
+        turns = [t for t in (history or []) if t.get("content")]
+        if not turns or not _FOLLOW_UP.search(question):
+            return question
+        llm = self.llm
+        budget = self.config.history_tokens
+        lines: list[str] = []
+        for turn in reversed(turns):
+            who = "User" if turn.get("role") == "user" else "Assistant"
+            line = f"{who}: {_strip_citations(str(turn['content']))[:600]}"
+            cost = llm.count_tokens(line)
+            if cost > budget:
+                break
+            budget -= cost
+            lines.insert(0, line)
+        text = prompt.fill(
+            "rewrite", self.config.prompts_dir, history="\n".join(lines), question=question
+        )
+        messages = [{"role": "user", "content": text}]
+        rewritten = llm.generate(
+            llm.format_chat(messages), max_tokens=64, temperature=0.0, stop=["\n"]
+        ).strip()
+        rewritten = rewritten.strip().strip('"').strip()
+        # A rewrite that lost the question (empty, or an answer instead) is not used.
+        if len(rewritten) < 8 or len(rewritten) > 4 * len(question) + 200:
+            return question
+        return rewritten
+
+    def passages_prompt(self, question: str, hits: Sequence[Hit]) -> str:
+        """The chat prompt for one question over numbered passages, within the context."""
+        llm = self.llm
+        system = prompt.fill("system", self.config.prompts_dir)
+        budget = self.config.n_ctx - self.config.max_tokens - llm.count_tokens(system) - 64
+        blocks: list[str] = []
+        for n, hit in enumerate(hits, start=1):
+            block = prompt.fill(
+                "passage",
+                self.config.prompts_dir,
+                number=str(n),
+                title=hit.chunk.title.replace('"', "'"),
+                text=hit.chunk.text,
+            )
+            cost = llm.count_tokens(block)
+            if cost > budget:
+                break
+            budget -= cost
+            blocks.append(block)
+        user = prompt.fill(
+            "question", self.config.prompts_dir, passages="\n".join(blocks), question=question
+        )
+        return llm.format_chat(
+            [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        )
+
+    def stream(
+        self, question: str, history: Sequence[dict] | None = None, k: int | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the final `Answer`."""
+        began = time.perf_counter()
+        question = _check_question(question)
+        searched = self.standalone(question, history)
+        rewritten_at = time.perf_counter()
+        hits = retrieve.dense(self.index, self.embedder, searched, k or self.config.k)
+        timings = {"rewrite_s": rewritten_at - began}
+        timings["retrieve_s"] = time.perf_counter() - rewritten_at
+        if not hits or hits[0].score < self.config.min_score:
+            yield cite.REFUSAL
+            timings["total_s"] = time.perf_counter() - began
+            yield Answer(cite.REFUSAL, (), searched, supported=False, refused=True, timings=timings)
+            return
+        llm = self.llm
+        text_prompt = self.passages_prompt(searched, hits)
+        pieces: list[str] = []
+        for piece in llm.stream(
+            text_prompt,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+        ):
+            pieces.append(piece)
+            yield piece
+        timings.update(llm.last_stats)
+        timings["total_s"] = time.perf_counter() - began
+        yield make_answer("".join(pieces), hits, searched, timings)
+
+    def answer(
+        self, question: str, history: Sequence[dict] | None = None, k: int | None = None
+    ) -> Answer:
+        """Answer a question from the documents, citing the passages used."""
+        result = None
+        for item in self.stream(question, history, k):
+            if isinstance(item, Answer):
+                result = item
+        assert result is not None
+        return result
+
+
+def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> Answer:
+    """Check the model's [n] markers against the passages it was given and build the Answer."""
+    cited = cite.parse(raw.strip(), len(hits))
+    refused = cite.is_refusal(cited.text)
+    if refused or not cited.text:
+        return Answer(cite.REFUSAL, (), question, supported=False, refused=True, timings=timings)
+    citations = tuple(
+        Citation(
+            number=new,
+            source=hits[old - 1].chunk.source,
+            title=hits[old - 1].chunk.title,
+            start=hits[old - 1].chunk.start,
+            end=hits[old - 1].chunk.end,
+            text=hits[old - 1].chunk.original or hits[old - 1].chunk.text,
+            page=hits[old - 1].chunk.page,
+            score=hits[old - 1].score,
+        )
+        for new, old in enumerate(cited.used, start=1)
+    )
+    return Answer(cited.text, citations, question, supported=bool(citations), timings=timings)
+
+
+def _check_question(question: str) -> str:
+    question = " ".join(str(question or "").split())
+    if not question:
+        raise BadQuestion("the question is empty: type a question about your documents")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise BadQuestion(
+            f"the question is {len(question):,} characters long; ask in at most "
+            f"{MAX_QUESTION_CHARS:,} (put long material in a document and index it)"
+        )
+    return question
+
+
+def _strip_citations(text: str) -> str:
+    return re.sub(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]", "", text)
+
+
+# -- the module-level API: one engine per configuration, created on first use ------------
+
+_engines: dict[Config, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine(config: Config | None = None, **options: object) -> Engine:
+    """The shared engine for a configuration (the default index over seeds/ if none given)."""
+    config = (config or Config.load()).with_(**options)
+    with _engines_lock:
+        if config not in _engines:
+            default = config.index_dir == Config.load().index_dir
+            _engines[config] = Engine(config, build_missing=default)
+        return _engines[config]
+
+
+def _split(options: dict) -> tuple[Config | None, int | None, dict]:
+    config = options.pop("config", None)
+    if "index" in options:
+        options["index_dir"] = options.pop("index")
+    return config, options.pop("k", None), options
+
+
+def answer(question: str, history: Sequence[dict] | None = None, **options: object) -> Answer:
+    """Answer a question from the indexed documents, with citations. Options are Config fields
+    (e.g. `model`, `index_dir`, `k`) or `config=`."""
+    config, k, rest = _split(dict(options))
+    return engine(config, **rest).answer(question, history, k)
+
+
+def stream(
+    question: str, history: Sequence[dict] | None = None, **options: object
+) -> Iterator[str | Answer]:
+    """Like `answer`, but yields text pieces as they are generated and ends with the Answer."""
+    config, k, rest = _split(dict(options))
+    return engine(config, **rest).stream(question, history, k)
+
+
+def search(query: str, k: int | None = None, **options: object) -> list[Hit]:
+    """The passages of the index that best match a query."""
+    config, _, rest = _split(dict(options))
+    return engine(config, **rest).search(query, k)
+
+
+def build(
+    paths: Sequence[Path | str] | None = None,
+    full: bool = False,
+    progress: ingest.Progress | None = None,
+    **options: object,
+) -> IndexSummary:
+    """Build or update an index from files and folders; returns what changed."""
+    config, _, rest = _split(dict(options))
+    return engine(config, **rest).build(paths, full=full, progress=progress)
+
+
+def load(index_dir: Path | str | None = None) -> store.Index:
+    """Open an index folder (the default one if not given), checking it is whole."""
+    return store.load(Path(index_dir) if index_dir else Config.load().index_dir)

@@ -1,0 +1,304 @@
+"""The index on disk: versioned folders of a FAISS file, SQLite passages and a JSON manifest.
+
+Layout of an index folder::
+
+    INDEX_DIR/CURRENT          name of the live version (replaced atomically)
+    INDEX_DIR/.lock            held by the one process that is rebuilding
+    INDEX_DIR/v-<id>/          manifest.json, vectors.faiss, passages.sqlite
+
+A rebuild writes a new version folder beside the live one and only then points CURRENT at it,
+so a crash at any moment leaves the previous version whole and loadable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound
+from .types import Chunk
+
+FORMAT = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+PASSAGES = "passages.sqlite"
+
+_SCHEMA = """
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    title TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    page INTEGER,
+    text TEXT NOT NULL,
+    original TEXT NOT NULL
+);
+CREATE INDEX passages_source ON passages(source);
+"""
+
+
+@dataclass(frozen=True)
+class Version:
+    """What one version folder holds, to be written in a single step."""
+
+    manifest: dict
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray  # float32, one unit row per chunk, row i = chunk id i
+
+
+def faiss():  # noqa: ANN201 - imported lazily: faiss pulls in BLAS at import
+    import faiss as _faiss
+
+    return _faiss
+
+
+class Index:
+    """An open index version: FAISS vectors, passage rows and the manifest."""
+
+    def __init__(self, root: Path, folder: Path, manifest: dict, vectors: object) -> None:
+        self.root = root
+        self.folder = folder
+        self.manifest = manifest
+        self.vectors = vectors
+        self._db = sqlite3.connect(
+            f"file:{folder / PASSAGES}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.ntotal)
+
+    @property
+    def version(self) -> str:
+        return self.folder.name
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, inner product) of the k nearest passages to one unit query vector."""
+        if self.size == 0 or k <= 0:
+            return []
+        scores, ids = self.vectors.search(np.ascontiguousarray(query, dtype=np.float32), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def chunks(self, ids: Sequence[int]) -> list[Chunk]:
+        """Passages by id, in the order asked."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f'SELECT id, source, title, start, "end", text, original, page '
+                f"FROM passages WHERE id IN ({marks})",
+                list(ids),
+            ).fetchall()
+        by_id = {r[0]: Chunk(*r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def all_chunks(self) -> Iterator[Chunk]:
+        """Every passage in id order."""
+        with self._lock:
+            rows = self._db.execute(
+                'SELECT id, source, title, start, "end", text, original, page '
+                "FROM passages ORDER BY id"
+            ).fetchall()
+        for r in rows:
+            yield Chunk(*r)
+
+    def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of some passages (to reuse them in an incremental rebuild)."""
+        if not ids:
+            return np.zeros((0, self.vectors.d), dtype=np.float32)
+        ids = [int(i) for i in ids]
+        if ids == list(range(ids[0], ids[0] + len(ids))):  # one document's run: one call
+            return np.asarray(self.vectors.reconstruct_n(ids[0], len(ids)), dtype=np.float32)
+        return np.vstack([self.vectors.reconstruct(i) for i in ids]).astype(np.float32)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def fault_point(name: str) -> None:
+    """Test hook: with RAG_FAULT_PAUSE=name a rebuild stops here so a test can kill it."""
+    if os.environ.get("RAG_FAULT_PAUSE") == name:
+        print(f"paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+
+def current_folder(root: Path) -> Path | None:
+    """The live version folder of an index, or None when there is none yet."""
+    pointer = root / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexCorrupt(f"cannot read {pointer}: {exc}") from exc
+    if not name or "/" in name or name.startswith("."):
+        raise IndexCorrupt(f"{pointer} is damaged: run `rag index --full --index-dir {root}`")
+    return root / name
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexCorrupt(f"the index manifest {folder / MANIFEST} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"the index manifest {folder / MANIFEST} is unreadable: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexMismatch(
+            f"{folder} was written in another index format "
+            f"({manifest.get('format') if isinstance(manifest, dict) else '?'}, "
+            f"this version reads {FORMAT})"
+        )
+    return manifest
+
+
+def load(root: Path | str) -> Index:
+    """Open the live version of an index, checking its files against the manifest."""
+    root = Path(root)
+    hint = f"run `rag index PATHS --index-dir {root}`"
+    folder = current_folder(root)
+    if folder is None:
+        raise IndexNotFound(f"no index at {root}: {hint}")
+    fix = f"run `rag index --full --index-dir {root}` to rebuild it"
+    if not folder.is_dir():
+        raise IndexCorrupt(f"the index at {root} points at a missing version ({folder.name}): {fix}")
+    try:
+        manifest = read_manifest(folder)
+    except IndexCorrupt as exc:
+        raise IndexCorrupt(f"{exc}: {fix}") from exc
+    try:
+        vectors = faiss().read_index(str(folder / VECTORS))
+    except Exception as exc:  # faiss raises RuntimeError with C++ text
+        raise IndexCorrupt(f"the vector file {folder / VECTORS} is unreadable: {fix}") from exc
+    if vectors.d != manifest.get("dim") or vectors.ntotal != manifest.get("chunks"):
+        raise IndexCorrupt(
+            f"the vector file in {folder} holds {vectors.ntotal}×{vectors.d} vectors, the "
+            f"manifest expects {manifest.get('chunks')}×{manifest.get('dim')}: {fix}"
+        )
+    try:
+        index = Index(root, folder, manifest, vectors)
+        (rows,) = index._db.execute("SELECT count(*) FROM passages").fetchone()
+    except sqlite3.Error as exc:
+        raise IndexCorrupt(f"the passage table in {folder} is unreadable ({exc}): {fix}") from exc
+    if rows != vectors.ntotal:
+        index.close()
+        raise IndexCorrupt(f"{folder} holds {rows} passages for {vectors.ntotal} vectors: {fix}")
+    return index
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_vectors(vectors: np.ndarray, kind: str) -> object:
+    f = faiss()
+    dim = vectors.shape[1]
+    if kind == "hnsw":
+        index = f.IndexHNSWFlat(dim, 32, f.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 64
+    else:
+        index = f.IndexFlatIP(dim)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def write(root: Path, version: Version, index_type: str = "flat") -> Path:
+    """Write a complete new version beside the live one, then make it live atomically."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        manifest = dict(version.manifest, format=FORMAT, chunks=len(version.chunks))
+        manifest["dim"] = int(version.vectors.shape[1]) if version.vectors.ndim == 2 else 0
+        manifest["index_type"] = index_type
+        db = sqlite3.connect(tmp / PASSAGES)
+        try:
+            db.executescript(_SCHEMA)
+            db.executemany(
+                "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (c.id, c.source, c.title, c.start, c.end, c.page, c.text, c.original)
+                    for c in version.chunks
+                ],
+            )
+            db.commit()
+        finally:
+            db.close()
+        fault_point("writing")
+        faiss().write_index(_make_vectors(version.vectors, index_type), str(tmp / VECTORS))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
+        for name in (PASSAGES, VECTORS, MANIFEST):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        os.rename(tmp, root / name)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fault_point("swap")
+    pointer = root / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
+    pointer.write_text(name + "\n", encoding="utf-8")
+    with open(pointer, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(pointer, root / CURRENT)  # the swap: atomic on POSIX
+    _fsync_dir(root)
+    tidy(root)
+    return root / name
+
+
+def tidy(root: Path) -> list[str]:
+    """Remove what interrupted or superseded rebuilds left behind; keep the live version."""
+    live = current_folder(root)
+    removed = []
+    for entry in root.iterdir():
+        stray_dir = entry.is_dir() and (entry.name.startswith((".tmp-", "v-")))
+        stray_file = entry.is_file() and entry.name.startswith(f".{CURRENT}.")
+        if (stray_dir and (live is None or entry.name != live.name)) or stray_file:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+@contextlib.contextmanager
+def rebuild_lock(root: Path) -> Iterator[None]:
+    """Hold the index's rebuild lock; a second rebuild at the same time is refused."""
+    root.mkdir(parents=True, exist_ok=True)
+    fh = open(root / ".lock", "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IndexBusy(
+                f"another rebuild of {root} is running; wait for it to finish and try again"
+            ) from exc
+        yield
+    finally:
+        fh.close()  # closing the file releases the lock, also when the process dies
