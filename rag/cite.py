@@ -1,4 +1,4 @@
-"""Citation post-processing of model output: keep valid [n] markers, renumber them, spot refusals."""
+"""Citation post-processing of model output: keep valid [n] markers, renumber, spot refusals."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 REFUSAL = "The documents don't say."
 
 # What small models write inside a citation: "3", "1, 2", "2-4", "Passage 2", "doc 1 and 3".
-_LABEL = r"(?:passages?|sources?|docs?|documents?)\s*#?\s*"
+_LABEL = r"(?:passages?|sources?|docs?|documents?)\s*(?:#\s*)?"
 _NUMBER = r"\d{1,3}"  # a bracketed year such as [1990] is not a citation
 _ITEM = rf"(?:{_LABEL})?{_NUMBER}(?:\s*[-–—]\s*{_NUMBER})?"
 _SEP = r"\s*(?:,\s*and\b|[,;&]|\band\b)\s*"
@@ -62,10 +62,13 @@ def parse(text: str, n_passages: int) -> Cited:
 # apostrophes and single spaces; each needs a refusal-shaped phrase, not just a "not".
 _NOT = r"(?:n'?t|\s+not)"
 _SOURCES = r"(?:documents?|passages?|context|sources?|texts?|excerpts?)"
-_IN_SOURCES = rf"in\s+(?:any\s+of\s+)?(?:the\s+|these\s+)?(?:provided\s+|given\s+|above\s+)?{_SOURCES}"
+_IN_SOURCES = (
+    rf"in\s+(?:any\s+of\s+)?(?:the\s+|these\s+)?(?:provided\s+|given\s+|above\s+)?{_SOURCES}"
+)
 _REFUSALS = (
     rf"\b{_SOURCES}\s+(?:do|does|did){_NOT}\s+(?:seem\s+to\s+|appear\s+to\s+)?(?:say|contain"
-    r"|mention|provide|include|specify|state|address|discuss|cover|answer|give|offer|have\s+(?:any\s+)?information)",
+    r"|mention|provide|include|specify|state|address|discuss|cover|answer|give|offer"
+    r"|have\s+(?:any\s+)?information)",
     rf"\bnone\s+of\s+the\s+(?:provided\s+|given\s+)?{_SOURCES}\s+(?:say|says|contain|mention|state"
     r"|discuss|address|provide|specify)",
     rf"\bnot\s+(?:explicitly\s+)?(?:mentioned|stated|specified|found|given|provided|covered"

@@ -34,8 +34,8 @@ class Config:
     prompts_dir: Path | None = None  # default: HOME/prompts, else the packaged copy
     # Embedding and chunking (saved in the index manifest; changing them forces a full rebuild).
     embed_model: str = "all-MiniLM-L6-v2"
-    chunk_tokens: int = 200  # target word pieces per chunk; hard cap is the model's own limit
-    overlap_tokens: int = 32
+    chunk_tokens: int = 128  # target word pieces per passage; hard cap is the model's own limit
+    overlap_tokens: int = 24
     batch_size: int = 32
     # Retrieval.
     k: int = 4

@@ -24,6 +24,8 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+REUSE_ALIGN = 32  # see _reusable
+
 
 class LLM:
     """A loaded GGUF model: renders chats, counts tokens, generates text one caller at a time."""
@@ -148,12 +150,11 @@ class LLM:
         with self._lock:
             started = time.perf_counter()
             llama = self._llama
-            # llama-cpp-python reuses the KV cache for the longest prefix shared with the last
-            # prompt (less one token, replayed to refresh the logits).
-            cached = min(
-                llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens),
-                len(tokens) - 1,
-            )
+            # llama-cpp-python keeps the KV cache of the longest prefix shared with the tokens
+            # it holds (the last prompt and answer); capping what it holds caps that reuse.
+            shared = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+            cached = _reusable(shared, len(tokens))
+            llama.n_tokens = min(llama.n_tokens, cached)
             sampled: list[float] = []  # time of each token drawn, EOS included
 
             def count(_ids: object, _logits: object) -> bool:
@@ -188,7 +189,7 @@ class LLM:
                 decode_s = sampled[-1] - first if len(sampled) > 1 else 0.0
                 self.last_stats = {
                     "prompt_tokens": len(tokens),
-                    "cached_tokens": max(cached, 0),
+                    "cached_tokens": cached,
                     "completion_tokens": len(sampled),
                     "wait_s": started - asked,
                     "ttft_s": first - started,
@@ -201,6 +202,19 @@ class LLM:
         if token == -1:
             return ""
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def _reusable(shared: int, total: int) -> int:
+    """How many cached prompt tokens to reuse so the answer is the same as with none.
+
+    llama.cpp's CPU kernels round differently for a batch of one token than for longer
+    batches (and repacked weights go in groups of rows), so a prompt read mostly from the
+    cache could differ in the last bits from the same prompt read whole: enough to flip a
+    greedy choice. Re-reading at least two tokens, from a multiple of REUSE_ALIGN, keeps
+    every token in the same kind of batch at the same place as a cold read.
+    """
+    keep = min(shared, total - 2)
+    return max(0, keep - keep % REUSE_ALIGN)
 
 
 def _compile(source: str) -> Template:

@@ -162,6 +162,7 @@ def assemble(parts: Sequence[Path], dest: Path, size: int, sha256: str) -> Path:
                         out.write(block)
             out.flush()
             os.fsync(out.fileno())
+        tmp.chmod(0o644)  # mkstemp makes it private; the model is no secret
         written = tmp.stat().st_size
         if written != size:
             raise ModelMissing(

@@ -204,8 +204,11 @@ class Engine:
 def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> Answer:
     """Check the model's [n] markers against the passages it was given and build the Answer."""
     cited = cite.parse(raw.strip(), len(hits))
-    refused = cite.is_refusal(cited.text)
-    if refused or not cited.text:
+    bare = _strip_citations(cited.text).strip()
+    # A refusal is an answer that says the documents don't say, and cites nothing else: a cited
+    # answer that only hedges one detail ("they don't say when, but ... [1]") stays an answer.
+    refused = cite.is_refusal(bare) and (not cited.used or len(bare) <= 80)
+    if refused or not bare:
         return Answer(cite.REFUSAL, (), question, supported=False, refused=True, timings=timings)
     citations = tuple(
         Citation(

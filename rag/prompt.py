@@ -49,7 +49,9 @@ class Template:
                 f"it uses {_braced(self.placeholders) or 'none'}."
             )
         # One pass over the template only: the values are never scanned for braces.
-        return _TOKEN.sub(lambda m: m.group(0)[0] if m.group(1) is None else str(values[m.group(1)]), self.text)
+        return _TOKEN.sub(
+            lambda m: m.group(0)[0] if m.group(1) is None else str(values[m.group(1)]), self.text
+        )
 
 
 def load(name: str, folder: Path) -> Template:
@@ -76,7 +78,9 @@ def _read(path: Path, mtime_ns: int) -> Template:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise PromptError(f"Prompt template {path.name!r} in {path.parent} is unreadable: {e}") from e
+        raise PromptError(
+            f"Prompt template {path.name!r} in {path.parent} is unreadable: {e}"
+        ) from e
     return Template(path.name, text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -74,6 +75,14 @@ def test_renumbered_citations_map_back_to_the_original_passages() -> None:
     assert cited.text == "Troops moved [1] after talks [2]; again [1] and [1][3]."
     # new number i+1 stands for passage used[i]
     assert cited.used == (3, 1, 2)
+
+
+def test_unclosed_marker_does_not_backtrack_exponentially() -> None:
+    # A label regex with two ways to split its spaces took ~2**n steps here (n=18: ~1 s).
+    text = "A 【" + "passage 1 and " * 40 + "x"
+    start = time.perf_counter()
+    assert cite.parse(text, 3).text == text
+    assert time.perf_counter() - start < 1.0
 
 
 def test_cited_is_frozen() -> None:
