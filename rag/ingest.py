@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from . import chunk as chunking
-from . import clean, read, store
+from . import clean, embed, read, store
 from .config import Config
-from . import embed
 from .embed import Embedder
 from .errors import EmptyCorpus, IndexCorrupt, IndexMismatch, IndexNotFound, UnreadableDocument
 from .types import Chunk, Document, IndexSummary

@@ -8,11 +8,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import cite, ingest, prompt, retrieve, store
+from . import cite, embed, ingest, prompt, retrieve, store
 from .config import Config
-from . import embed
 from .embed import Embedder
-from .errors import BadQuestion, IndexMismatch, IndexNotFound
+from .errors import BadQuestion, IndexMismatch
 from .types import Answer, Citation, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
@@ -92,9 +91,7 @@ class Engine:
         embedder = self._embedder
         if embedder is not None and embedder.name != self.config.embed_model:
             embedder = None
-        summary = ingest.build(
-            paths, self.config, full=full, progress=progress, embedder=embedder
-        )
+        summary = ingest.build(paths, self.config, full=full, progress=progress, embedder=embedder)
         return summary
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:

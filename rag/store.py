@@ -179,7 +179,9 @@ def load(root: Path | str) -> Index:
         raise IndexNotFound(f"no index at {root}: {hint}")
     fix = f"run `rag index --full --index-dir {root}` to rebuild it"
     if not folder.is_dir():
-        raise IndexCorrupt(f"the index at {root} points at a missing version ({folder.name}): {fix}")
+        raise IndexCorrupt(
+            f"the index at {root} points at a missing version ({folder.name}): {fix}"
+        )
     try:
         manifest = read_manifest(folder)
     except IndexCorrupt as exc:

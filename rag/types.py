@@ -14,7 +14,9 @@ class Document:
     title: str
     original: str  # the text as written (after decoding)
     text: str  # the cleaned text that is chunked and embedded
-    offsets: tuple[int, ...]  # offsets[i] = index in `original` of cleaned char i; len(text)+1 entries
+    offsets: tuple[
+        int, ...
+    ]  # offsets[i] = index in `original` of cleaned char i; len(text)+1 entries
     pages: tuple[int, ...] = ()  # for PDFs: original-text offset where page i+1 starts
     sha256: str = ""
 

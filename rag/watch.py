@@ -22,8 +22,10 @@ def watch(
 
     from . import store
 
-    roots = [str(Path(p).resolve()) for p in (paths or store.load(engine.config.index_dir)
-                                              .manifest.get("paths", []))]
+    roots = [
+        str(Path(p).resolve())
+        for p in (paths or store.load(engine.config.index_dir).manifest.get("paths", []))
+    ]
     index_dir = str(Path(engine.config.index_dir).resolve())
 
     def relevant(_change: object, path: str) -> bool:

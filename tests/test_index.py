@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import Config, EmptyCorpus, Engine, IndexBusy, IndexCorrupt, IndexNotFound, load
-from rag import store
+from rag import Config, EmptyCorpus, Engine, IndexBusy, IndexCorrupt, IndexNotFound, load, store
 from rag.cli import main as cli
 
 LAPPO = "004_54fdbde5d22b5a7d.txt"
@@ -47,7 +46,9 @@ def test_railway_sabotage_finds_the_article_written_with_cyrillic_letters(
 
 
 def test_search_command_prints_ranked_passages(seeds_index: Path, capsys) -> None:
-    assert cli(["search", "What did Lappo threaten?", "-k", "3", "--index-dir", str(seeds_index)]) == 0
+    assert (
+        cli(["search", "What did Lappo threaten?", "-k", "3", "--index-dir", str(seeds_index)]) == 0
+    )
     out = capsys.readouterr().out
     first = out.splitlines()[0]
     assert first.startswith("1. [") and LAPPO in first
