@@ -39,8 +39,8 @@ class Config:
     batch_size: int = 32
     # Retrieval.
     k: int = 4
-    retrieval: str = "dense"  # dense | lexical | hybrid
-    min_score: float = 0.25  # below this best dense score the documents are taken not to answer
+    retrieval: str = "hybrid"  # dense | lexical | hybrid (see docs/QUALITY.md)
+    min_score: float = 0.12  # no passage this close to the question (cosine): refuse without the model
     # Answering.
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096

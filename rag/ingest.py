@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chunk as chunking
-from . import clean, embed, read, store
+from . import clean, embed, lexical, read, store
 from .config import Config
 from .embed import Embedder
 from .errors import EmptyCorpus, IndexCorrupt, IndexMismatch, IndexNotFound, UnreadableDocument
@@ -242,7 +242,14 @@ def _build(
     }
     if progress:
         progress("writing", 0, 1)
-    store.write(root, store.Version(manifest, chunks, matrix))
+    texts = [c.text for c in chunks]
+
+    def write_lexical(folder: Path) -> None:
+        # BM25 statistics depend on the whole corpus, so this part is recomputed from the
+        # stored passage texts at every update (seconds, no model); only embedding is costly.
+        lexical.save(lexical.build(texts), folder / lexical.FOLDER)
+
+    store.write(root, store.Version(manifest, chunks, matrix, extras=(write_lexical,)))
     return IndexSummary(
         index_dir=str(root),
         added=tuple(added),

@@ -97,7 +97,11 @@ class Engine:
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """The passages that best match a query, best first."""
         query = _check_question(query)
-        return retrieve.dense(self.index, self.embedder, query, k or self.config.k)
+        return self._retrieve(query, k or self.config.k)
+
+    def _retrieve(self, query: str, k: int) -> list[Hit]:
+        index = self.index  # one version for the whole search, even if a rebuild swaps now
+        return retrieve.search(index, self.embedder, query, k, self.config.retrieval)
 
     # -- answering -----------------------------------------------------------------------
 
@@ -164,10 +168,10 @@ class Engine:
         question = _check_question(question)
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
-        hits = retrieve.dense(self.index, self.embedder, searched, k or self.config.k)
+        hits = self._retrieve(searched, k or self.config.k)
         timings = {"rewrite_s": rewritten_at - began}
         timings["retrieve_s"] = time.perf_counter() - rewritten_at
-        if not hits or hits[0].score < self.config.min_score:
+        if not hits or max(h.score for h in hits) < self.config.min_score:
             yield cite.REFUSAL
             timings["total_s"] = time.perf_counter() - began
             yield Answer(cite.REFUSAL, (), searched, supported=False, refused=True, timings=timings)

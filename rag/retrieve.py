@@ -1,15 +1,59 @@
-"""Finding the passages that best match a question in an open index."""
+"""Finding the passages that best match a question: dense, lexical (BM25) or both fused."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from . import lexical
 from .embed import Embedder
+from .errors import IndexCorrupt, RagError
 from .store import Index
 from .types import Hit
 
+MODES = ("dense", "lexical", "hybrid")
+RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al. 2009)
 
-def dense(index: Index, embedder: Embedder, query: str, k: int) -> list[Hit]:
-    """The k passages whose vectors are nearest the question's (cosine similarity)."""
-    found = index.search(embedder.encode_query(query), k)
-    chunks = index.chunks([i for i, _ in found])
-    scores = dict(found)
-    return [Hit(c, scores[c.id]) for c in chunks]
+
+def _bm25(index: Index):  # noqa: ANN202
+    model = index.cache.get("bm25")
+    if model is None:
+        folder = index.folder / lexical.FOLDER
+        try:
+            model = index.cache["bm25"] = lexical.load(folder)
+        except Exception as exc:  # missing or damaged arrays
+            raise IndexCorrupt(
+                f"the lexical index {folder} is unreadable ({exc}): "
+                f"run `rag index --full --index-dir {index.root}`"
+            ) from exc
+    return model
+
+
+def fuse(rankings: list[list[int]], k: int) -> list[int]:
+    """Reciprocal rank fusion: ids ordered by the sum of 1/(RRF_K + rank) over the rankings."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, i in enumerate(ranking):
+            scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(scores, key=lambda i: -scores[i])[:k]
+
+
+def search(index: Index, embedder: Embedder, query: str, k: int, mode: str = "hybrid") -> list[Hit]:
+    """The k best passages for a query. Each hit's score is its cosine similarity to the query,
+    whatever the mode, so one refusal threshold serves all modes."""
+    if mode not in MODES:
+        raise RagError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+    vector = embedder.encode_query(query)
+    pool = max(k * 4, 20)
+    if mode == "dense":
+        ids = [i for i, _ in index.search(vector, k)]
+    elif mode == "lexical":
+        ids = [i for i, _ in lexical.search(_bm25(index), query, k, index.size)]
+    else:
+        dense = [i for i, _ in index.search(vector, pool)]
+        words = [i for i, _ in lexical.search(_bm25(index), query, pool, index.size)]
+        ids = fuse([dense, words], k)
+    chunks = index.chunks(ids)
+    if not chunks:
+        return []
+    cosine = index.reconstruct([c.id for c in chunks]) @ vector[0]
+    return [Hit(c, float(s)) for c, s in zip(chunks, np.asarray(cosine))]

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,8 @@ class Version:
     manifest: dict
     chunks: Sequence[Chunk]
     vectors: np.ndarray  # float32, one unit row per chunk, row i = chunk id i
+    # Writers of further parts (e.g. the lexical index), each given the new version's folder.
+    extras: Sequence[Callable[[Path], None]] = ()
 
 
 def faiss():  # noqa: ANN201 - imported lazily: faiss pulls in BLAS at import
@@ -79,6 +81,7 @@ class Index:
             f"file:{folder / PASSAGES}?mode=ro", uri=True, check_same_thread=False
         )
         self._lock = threading.Lock()
+        self.cache: dict[str, object] = {}  # parts other stages load once per version
 
     @property
     def size(self) -> int:
@@ -252,10 +255,13 @@ def write(root: Path, version: Version, index_type: str = "flat") -> Path:
             db.close()
         fault_point("writing")
         faiss().write_index(_make_vectors(version.vectors, index_type), str(tmp / VECTORS))
+        for extra in version.extras:
+            extra(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
-        for name in (PASSAGES, VECTORS, MANIFEST):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
         name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         os.rename(tmp, root / name)
         _fsync_dir(root)

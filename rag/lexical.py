@@ -1,0 +1,57 @@
+"""The lexical (BM25) index over the same passages: exact words, names and numbers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+FOLDER = "lexical"
+
+
+@functools.cache
+def _stem():  # noqa: ANN202 - PyStemmer's stemWords, loaded once
+    import Stemmer
+
+    return Stemmer.Stemmer("english").stemWords
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """Lower-cased, stemmed words without English stop words."""
+    import bm25s
+
+    return bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=_stem(), return_ids=False, show_progress=False
+    )
+
+
+def build(texts: Sequence[str]):  # noqa: ANN201 - bm25s.BM25
+    """A BM25 model over passage texts; row i is passage id i."""
+    import bm25s
+
+    model = bm25s.BM25()
+    model.index(tokenize(texts), show_progress=False)
+    return model
+
+
+def save(model, folder: Path) -> None:  # noqa: ANN001
+    """Plain .npy arrays and JSON (bm25s's own format, with pickling off)."""
+    model.save(str(folder), allow_pickle=False, show_progress=False)
+
+
+def load(folder: Path):  # noqa: ANN201
+    import bm25s
+
+    return bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False, verbosity=0)
+
+
+def search(model, query: str, k: int, size: int) -> list[tuple[int, float]]:  # noqa: ANN001
+    """(passage id, BM25 score) of the best k passages that share a word with the query."""
+    tokens = [t for t in tokenize([query])[0] if t in model.vocab_dict]
+    k = min(k, size)
+    if not tokens or k <= 0:
+        return []
+    ids, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0 and np.isfinite(s)]
