@@ -126,6 +126,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import format_table, run
+
+    report = run(
+        args.questions,
+        _config(args),
+        retrieval_only=args.retrieval_only,
+        limit=args.limit,
+        seed=args.seed,
+        work_dir=args.work_dir,
+    )
+    print(format_table(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        print(f"\nreport: {args.out}")
+    return 0
+
+
 def _excerpt(text: str, width: int = 240) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -167,6 +186,25 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("models", help="check or assemble answer models")
     s.add_argument("names", nargs="*", help="preset names or paths (default: the configured one)")
     s.set_defaults(run=cmd_models)
+
+    s = sub.add_parser("eval", help="score retrieval and answers on a set of questions")
+    s.add_argument(
+        "questions", type=Path, help="a questions .jsonl, a SQuAD .json or a BEIR folder"
+    )
+    s.add_argument("--retrieval-only", action="store_true", help="search only; no answer model")
+    s.add_argument("--retrieval", choices=("dense", "lexical", "hybrid"), help="retrieval mode")
+    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument(
+        "-k", type=int, help="passages given to the model (retrieval is scored on max(10, k))"
+    )
+    common(s)
+    s.add_argument("--out", type=Path, help="write the full per-question report as JSON here")
+    s.add_argument("--limit", type=int, help="ask a random sample of this many questions")
+    s.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    s.add_argument(
+        "--work-dir", type=Path, help="cache for indexes of SQuAD/BEIR sets (default: temp dir)"
+    )
+    s.set_defaults(run=cmd_eval)
     return p
 
 
