@@ -41,8 +41,9 @@ browser:
 index: setup
 	$(BIN)/rag index seeds/
 
+# The chat page on http://127.0.0.1:7860 (Ctrl-C stops it).
 chat: models index
-	$(BIN)/rag search "What did Lappo threaten?" -k 3
+	$(BIN)/rag chat
 
 test: setup browser
 	$(BIN)/pytest -m "not slow"

@@ -91,17 +91,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     result: Answer | None = None
+    streamed = []
     for item in engine.stream(args.question, k=args.k):
         if isinstance(item, Answer):
             result = item
         elif not args.json:
+            streamed.append(item)
             print(item, end="", flush=True)
     assert result is not None
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return 0
     print("\n")
-    if result.text != _joined_stream_placeholder(result):
+    if result.text != "".join(streamed).strip():  # citations were renumbered or checked
         print(f"Answer: {result.text}")
     if not result.supported and not result.refused:
         print("(not supported: the answer cites no passage)")
@@ -112,8 +114,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _joined_stream_placeholder(result) -> str:  # noqa: ANN001
-    return ""
+def cmd_chat(args: argparse.Namespace) -> int:
+    from . import web
+    from .pipeline import Engine
+
+    auth = web.auth_from_env() if args.auth_from_env else None
+    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
+    for problem in web.warm(engine):
+        print(f"warning: {problem}", file=sys.stderr)
+    web.launch(web.build_app(engine), host=args.host, port=args.port, share=args.share, auth=auth)
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -182,6 +193,18 @@ def parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--json", action="store_true", help="print the Answer as JSON")
     s.set_defaults(run=cmd_ask)
+
+    s = sub.add_parser("chat", help="open the chat page in the browser")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument("-k", type=int, help="passages given to the model")
+    common(s)
+    s.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    s.add_argument(
+        "--auth-from-env", action="store_true", help='ask for the login in RAG_AUTH="user:password"'
+    )
+    s.set_defaults(run=cmd_chat)
 
     s = sub.add_parser("models", help="check or assemble answer models")
     s.add_argument("names", nargs="*", help="preset names or paths (default: the configured one)")

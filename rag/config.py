@@ -40,7 +40,9 @@ class Config:
     # Retrieval.
     k: int = 4
     retrieval: str = "hybrid"  # dense | lexical | hybrid (see docs/QUALITY.md)
-    min_score: float = 0.12  # no passage this close to the question (cosine): refuse without the model
+    min_score: float = (
+        0.12  # no passage this close to the question (cosine): refuse without the model
+    )
     # Answering.
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096

@@ -107,9 +107,9 @@ class Engine:
 
     def standalone(self, question: str, history: Sequence[dict] | None) -> str:
         """The question rewritten to stand alone, when it leans on earlier turns."""
-        turns = [t for t in (history or []) if t.get("content")]
-        if not turns or not _FOLLOW_UP.search(question):
+        if not needs_rewrite(question, history):
             return question
+        turns = [t for t in (history or []) if t.get("content")]
         llm = self.llm
         budget = self.config.history_tokens
         lines: list[str] = []
@@ -169,7 +169,8 @@ class Engine:
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
         hits = self._retrieve(searched, k or self.config.k)
-        timings = {"rewrite_s": rewritten_at - began}
+        ran = needs_rewrite(question, history)
+        timings = {"rewrite_s": rewritten_at - began if ran else 0.0}
         timings["retrieve_s"] = time.perf_counter() - rewritten_at
         if not hits or max(h.score for h in hits) < self.config.min_score:
             yield cite.REFUSAL
@@ -225,6 +226,11 @@ def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> 
         for new, old in enumerate(cited.used, start=1)
     )
     return Answer(cited.text, citations, question, supported=bool(citations), timings=timings)
+
+
+def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:
+    """Whether a question leans on earlier turns (a pronoun and a history to resolve it)."""
+    return any(t.get("content") for t in history or []) and bool(_FOLLOW_UP.search(question))
 
 
 def _check_question(question: str) -> str:
