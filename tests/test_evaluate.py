@@ -87,32 +87,16 @@ def beir_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "tiny_beir"
     (folder / "qrels").mkdir(parents=True)
     corpus = [
-        (
-            "1",
-            "boundary layer transition",
-            "Transition of the laminar boundary layer to "
-            "turbulence on a flat plate at supersonic speeds, measured in a wind tunnel.",
-        ),
-        (
-            "2",
-            "heat transfer at hypersonic speed",
-            "Heat transfer to a blunt body re-entering "
-            "the atmosphere at hypersonic speed, with ablation of the heat shield.",
-        ),
-        (
-            "3",
-            "wing flutter",
-            "Flutter of a swept wing: coupled bending and torsion "
-            "oscillations of the wing structure in the airflow.",
-        ),
-        (
-            "doc/4",
-            "laminar flow stability",
-            "The stability of laminar boundary layer flow and "
-            "the growth of small disturbances before transition.",
-        ),
+        ("1", "boundary layer transition", "Transition of the laminar boundary layer to turbulence"
+         " on a flat plate at supersonic speeds, measured in a wind tunnel."),
+        ("2", "heat transfer at hypersonic speed", "Heat transfer to a blunt body re-entering the"
+         " atmosphere at hypersonic speed, with ablation of the heat shield."),
+        ("3", "wing flutter", "Flutter of a swept wing: coupled bending and torsion oscillations"
+         " of the wing structure in the airflow."),
+        ("doc/4", "laminar flow stability", "The stability of laminar boundary layer flow and the"
+         " growth of small disturbances before transition."),
         ("5", "propeller noise", "Noise radiated by aircraft propellers at high tip speeds."),
-    ]
+    ]  # fmt: skip
     lines = [json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in corpus]
     (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     queries = [

@@ -174,7 +174,7 @@ def test_cited_passages_are_listed_escaped_with_the_cited_words_marked() -> None
     answer = Answer("Lappo said the answer will be immediate and cruel [1].", (cited,))
     panel = web.sources_html(answer, [Hit(PASSAGE, 0.5)])
     assert "[1]" in panel and LAPPO in panel and "page 3" in panel
-    assert "<mark>answer will be immediate and cruel</mark>" in panel
+    assert "“<mark>The answer will be immediate and cruel</mark>,”" in panel
     assert "&lt;b&gt;Lappo&lt;/b&gt;" in panel and "<b>Lappo</b>" not in panel
     assert "<details" in panel and "Passages searched (1)" in panel
     assert "not supported" not in panel
