@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import cite, embed, ingest, prompt, retrieve, store
+from . import cite, embed, ingest, lexical, prompt, retrieve, store
 from .config import Config
 from .embed import Embedder
 from .errors import BadQuestion, IndexMismatch
@@ -210,6 +210,8 @@ def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> 
     # A refusal is an answer that says the documents don't say, and cites nothing else: a cited
     # answer that only hedges one detail ("they don't say when, but ... [1]") stays an answer.
     refused = cite.is_refusal(bare) and (not cited.used or len(bare) <= 80)
+    if not refused and off_topic_terms(question, bare, hits):
+        refused = True  # it answers about something no passage mentions: an invention
     if refused or not bare:
         return Answer(cite.REFUSAL, (), question, supported=False, refused=True, timings=timings)
     citations = tuple(
@@ -226,6 +228,20 @@ def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> 
         for new, old in enumerate(cited.used, start=1)
     )
     return Answer(cited.text, citations, question, supported=bool(citations), timings=timings)
+
+
+def off_topic_terms(question: str, text: str, hits: Sequence[Hit]) -> set[str]:
+    """Words of the question that the answer repeats but no passage given contains.
+
+    Small models answer "How many tanks…?" with a number from a passage about soldiers; the
+    question's subject ("tank") then appears in the answer and in none of the passages.
+    """
+    asked = set(lexical.tokenize([question])[0])
+    said = set(lexical.tokenize([text])[0])
+    seen: set[str] = set()
+    for tokens in lexical.tokenize([h.chunk.title + " " + h.chunk.text for h in hits]):
+        seen.update(tokens)
+    return (asked & said) - seen
 
 
 def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:
