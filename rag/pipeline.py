@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
 from . import cite, embed, ingest, lexical, prompt, retrieve, store
@@ -189,7 +189,8 @@ class Engine:
             yield piece
         timings.update(llm.last_stats)
         timings["total_s"] = time.perf_counter() - began
-        yield make_answer("".join(pieces), hits, searched, timings)
+        known = retrieve.vocabulary(self.index)
+        yield make_answer("".join(pieces), hits, searched, timings, known)
 
     def answer(
         self, question: str, history: Sequence[dict] | None = None, k: int | None = None
@@ -203,14 +204,16 @@ class Engine:
         return result
 
 
-def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> Answer:
+def make_answer(
+    raw: str, hits: Sequence[Hit], question: str, timings: dict, known: Container[str] = ()
+) -> Answer:
     """Check the model's [n] markers against the passages it was given and build the Answer."""
     cited = cite.parse(raw.strip(), len(hits))
     bare = _strip_citations(cited.text).strip()
     # A refusal is an answer that says the documents don't say, and cites nothing else: a cited
     # answer that only hedges one detail ("they don't say when, but ... [1]") stays an answer.
     refused = cite.is_refusal(bare) and (not cited.used or len(bare) <= 80)
-    if not refused and off_topic_terms(question, bare, hits):
+    if not refused and known and off_topic_terms(question, bare, known):
         refused = True  # it answers about something no passage mentions: an invention
     if refused or not bare:
         return Answer(cite.REFUSAL, (), question, supported=False, refused=True, timings=timings)
@@ -230,18 +233,17 @@ def make_answer(raw: str, hits: Sequence[Hit], question: str, timings: dict) -> 
     return Answer(cited.text, citations, question, supported=bool(citations), timings=timings)
 
 
-def off_topic_terms(question: str, text: str, hits: Sequence[Hit]) -> set[str]:
-    """Words of the question that the answer repeats but no passage given contains.
+def off_topic_terms(question: str, text: str, known: Container[str]) -> set[str]:
+    """Words of the question that the answer repeats but the documents never use.
 
     Small models answer "How many tanks…?" with a number from a passage about soldiers; the
-    question's subject ("tank") then appears in the answer and in none of the passages.
+    question's subject ("tank") then appears in the answer and nowhere in the corpus (`known`
+    is the lexical index's vocabulary of stemmed words).
     """
-    asked = set(lexical.tokenize([question])[0])
+    # Short stems ("us" from "U.S.") and numbers are too ambiguous to judge by.
+    asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
     said = set(lexical.tokenize([text])[0])
-    seen: set[str] = set()
-    for tokens in lexical.tokenize([h.chunk.title + " " + h.chunk.text for h in hits]):
-        seen.update(tokens)
-    return (asked & said) - seen
+    return {t for t in asked & said if t not in known}
 
 
 def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import numpy as np
 
 from . import lexical
@@ -26,6 +28,11 @@ def _bm25(index: Index):  # noqa: ANN202
                 f"run `rag index --full --index-dir {index.root}`"
             ) from exc
     return model
+
+
+def vocabulary(index: Index) -> Container[str]:
+    """Every stemmed word the lexical index knows: what the documents ever say."""
+    return _bm25(index).vocab_dict
 
 
 def fuse(rankings: list[list[int]], k: int) -> list[int]:
