@@ -24,7 +24,8 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-REUSE_ALIGN = 32  # see _reusable
+# Prompts are read in chunks of this many tokens starting at multiples of it (see _reusable).
+CHUNK = 64
 
 
 class LLM:
@@ -45,6 +46,8 @@ class LLM:
             self._llama = llama_cpp.Llama(
                 model_path=str(self.path),
                 n_ctx=n_ctx,
+                n_batch=CHUNK,
+                n_ubatch=CHUNK,
                 n_threads=threads or os.cpu_count(),
                 seed=seed,
                 verbose=False,
@@ -65,6 +68,7 @@ class LLM:
         # A plain Lock, not an RLock: a streaming generator may be resumed and closed from
         # another thread than the one that started it (Gradio does this).
         self._lock = threading.Lock()
+        self._chunked = 0  # cached tokens that were read as whole chunks
         self.last_stats: dict = {}
 
     def format_chat(self, messages: list[dict]) -> str:
@@ -153,8 +157,9 @@ class LLM:
             # llama-cpp-python keeps the KV cache of the longest prefix shared with the tokens
             # it holds (the last prompt and answer); capping what it holds caps that reuse.
             shared = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
-            cached = _reusable(shared, len(tokens))
+            cached = _reusable(shared, self._chunked, len(tokens))
             llama.n_tokens = min(llama.n_tokens, cached)
+            self._chunked = len(tokens) - len(tokens) % CHUNK
             sampled: list[float] = []  # time of each token drawn, EOS included
 
             def count(_ids: object, _logits: object) -> bool:
@@ -204,17 +209,17 @@ class LLM:
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
 
-def _reusable(shared: int, total: int) -> int:
-    """How many cached prompt tokens to reuse so the answer is the same as with none.
+def _reusable(shared: int, chunked: int, total: int) -> int:
+    """How many cached prompt tokens to reuse so that the answer is the same as with none.
 
-    llama.cpp's CPU kernels round differently for a batch of one token than for longer
-    batches (and repacked weights go in groups of rows), so a prompt read mostly from the
-    cache could differ in the last bits from the same prompt read whole: enough to flip a
-    greedy choice. Re-reading at least two tokens, from a multiple of REUSE_ALIGN, keeps
-    every token in the same kind of batch at the same place as a cold read.
+    llama.cpp's CPU kernels round a token's numbers differently depending on the batch it is
+    read in (repacked weights go in groups of four rows, small batches take other paths), and
+    a greedy answer can flip on the last bit. So every prompt is read in CHUNK-token batches
+    starting at multiples of CHUNK, and only whole chunks of the previous prompt are reused:
+    each token is then computed in exactly the batch a cold read would put it in.
     """
-    keep = min(shared, total - 2)
-    return max(0, keep - keep % REUSE_ALIGN)
+    keep = min(shared, chunked, total - 1)
+    return max(0, keep - keep % CHUNK)
 
 
 def _compile(source: str) -> Template:

@@ -141,3 +141,20 @@ def test_ask_command_reports_a_missing_model_in_one_line(engine: Engine, capsys)
     )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_an_answer_about_something_the_documents_never_mention_is_refused(
+    engine: Engine,
+) -> None:
+    from rag import retrieve
+
+    question = "How many tanks does the Belarusian army have?"
+    hits = engine.search(question, k=4)
+    known = retrieve.vocabulary(engine.index)
+    raw = "The Belarusian army has 60,000-65,000 tanks [1]."
+    assert make_answer(raw, hits, question, {}, known).refused
+    # Words the documents do use (even as "U.S." or "military") do not trigger it.
+    question = "Who announced plans for a permanent US military base in Poland?"
+    hits = engine.search(question, k=4)
+    raw = "US President Donald Trump announced a permanent US military base in Poland [1]."
+    assert not make_answer(raw, hits, question, {}, known).refused
