@@ -10,7 +10,7 @@ import pytest
 from rag.errors import RagError
 from rag.evalsets import detect, load
 
-EVAL = Path("/work/shared/eval")
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"  # ../shared/eval beside the checkout
 needs_eval_data = pytest.mark.skipif(not EVAL.is_dir(), reason="no shared eval data here")
 
 QUESTIONS = [

@@ -12,7 +12,7 @@ from rag import Config, Engine
 from rag.cli import main as cli
 from rag.evaluate import run
 
-SEED_QUESTIONS = Path("/work/shared/eval/seed_dev.jsonl")
+SEED_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "seed_dev.jsonl"
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@4")
 
 
@@ -162,6 +162,7 @@ def test_beir_folder_gets_graded_ndcg_and_reuses_its_cached_index(
     assert "recall@2" in again["overall"]
 
 
+@pytest.mark.skipif(not SEED_QUESTIONS.exists(), reason="../shared/eval is not beside this checkout")
 def test_seed_questions_get_answer_metrics_from_the_small_model(
     corpus: Path, tmp_path: Path
 ) -> None:
