@@ -162,7 +162,9 @@ def test_beir_folder_gets_graded_ndcg_and_reuses_its_cached_index(
     assert "recall@2" in again["overall"]
 
 
-@pytest.mark.skipif(not SEED_QUESTIONS.exists(), reason="../shared/eval is not beside this checkout")
+@pytest.mark.skipif(
+    not SEED_QUESTIONS.exists(), reason="../shared/eval is not beside this checkout"
+)
 def test_seed_questions_get_answer_metrics_from_the_small_model(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -184,3 +184,29 @@ def test_killing_a_rebuild_leaves_the_previous_index_whole(
     live = store.current_folder(index_dir).name
     leftovers = {p.name for p in index_dir.iterdir()} - {live, store.CURRENT, ".lock"}
     assert leftovers == set()
+
+
+def test_watch_updates_the_index_when_a_file_appears(corpus: Path, tmp_path: Path) -> None:
+    import threading
+
+    from rag.watch import watch
+
+    engine = engine_for(tmp_path / "index")
+    engine.build([corpus])
+    stop = threading.Event()
+    updates = []
+
+    def on_update(summary) -> None:  # noqa: ANN001
+        updates.append(summary)
+        stop.set()
+
+    thread = threading.Thread(
+        target=watch, args=(engine, [corpus], on_update, 300, stop), daemon=True
+    )
+    thread.start()
+    time.sleep(1.0)  # let the watcher start before the change
+    (corpus / "zeppelin.md").write_text("# Airships\n\nThe zeppelin landed in Minsk.\n", "utf-8")
+    thread.join(timeout=90)
+    stop.set()
+    assert updates and updates[0].added == ("zeppelin.md",)
+    assert engine.search("zeppelin landed", k=1)[0].chunk.source == "zeppelin.md"
