@@ -23,24 +23,6 @@ def _config(args: argparse.Namespace) -> Config:
     return Config.load(**options)
 
 
-def _progress_bar():  # noqa: ANN202 - a callback for rag.build
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage != "embedding":
-            return
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return report
-
-
 def _print_summary(summary) -> None:  # noqa: ANN001 - rag.IndexSummary
     kind = "full rebuild" if summary.full else "update"
     print(
@@ -57,12 +39,13 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - rag.IndexSummary
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from .ingest import progress_bar
     from .pipeline import Engine
 
     config = _config(args)
     engine = Engine(config)
     paths = args.paths or None
-    _print_summary(engine.build(paths, full=args.full, progress=_progress_bar()))
+    _print_summary(engine.build(paths, full=args.full, progress=progress_bar()))
     if args.watch:
         from .watch import watch
 

@@ -167,7 +167,7 @@ def _dataset_index(
     engine = Engine(config.with_(index_dir=folder / "index", corpus=docs))
     # An incremental build: nothing is embedded when the cached index holds these documents
     # already, but its files are rewritten by the current code (e.g. the lexical index).
-    summary = engine.build([docs], progress=_build_bar() if progress else None)
+    summary = engine.build([docs], progress=ingest.progress_bar() if progress else None)
     info = {
         "dir": str(folder / "index"),
         "cached": summary.embedded == 0,
@@ -358,21 +358,3 @@ def _bar(questions: Sequence[EvalQuestion], name: str, progress: bool):  # noqa:
     from tqdm import tqdm
 
     return tqdm(questions, desc=name, unit="question", file=sys.stderr, disable=not progress)
-
-
-def _build_bar() -> ingest.Progress:
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage != "embedding" or not total:
-            return
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return report

@@ -27,6 +27,27 @@ TITLE_IN_VECTOR = True
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+def progress_bar() -> Progress:
+    """A `Progress` callback that draws the embedding stage as a bar on the terminal."""
+    import sys
+
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage != "embedding" or not total:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return report
+
+
 def settings(config: Config) -> dict:
     """What shapes an index's passages and vectors; a change forces a full rebuild."""
     return {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,33 @@ def corpus(tmp_path: Path) -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+SMALL_MODEL = "smollm2-135m"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_page(root: Path) -> Iterator[tuple]:
+    """(engine, url) of the real chat page on 127.0.0.1 over a fresh index of a seeds copy,
+    answering with the small model; closed on exit."""
+    from rag import Config, Engine, web
+
+    shutil.copytree(SEEDS, root / "corpus")
+    config = Config.load(
+        corpus=root / "corpus", index_dir=root / "index", model=SMALL_MODEL, max_tokens=96
+    )
+    engine = Engine(config)
+    engine.build([config.corpus])
+    assert web.warm(engine) == []
+    app = web.build_app(engine)
+    url = web.launch(app, port=free_port(), prevent_thread_lock=True)
+    try:
+        yield engine, url
+    finally:
+        app.close()

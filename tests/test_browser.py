@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from rag import Config, Engine, web
+from conftest import serve_page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-MODEL = "smollm2-135m"
 LAPPO = "004_54fdbde5d22b5a7d.txt"
 LAPPO_TITLE = "Top Putin Ally Threatens"
 ANSWER_TIMEOUT_S = 120
@@ -30,25 +27,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory, seeds_dir: Path) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("browser")
-    shutil.copytree(seeds_dir, root / "corpus")
-    config = Config.load(
-        corpus=root / "corpus", index_dir=root / "index", model=MODEL, max_tokens=96
-    )
-    engine = Engine(config)
-    engine.build([config.corpus])
-    assert web.warm(engine) == []
-    app = web.build_app(engine)
-    yield web.launch(app, port=free_port(), prevent_thread_lock=True)
-    app.close()
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve_page(tmp_path_factory.mktemp("browser")) as (_engine, address):
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from rag import ModelMissing, RagError
-from rag.generate import LLM
+from rag.generate import CHUNK, LLM
 from rag.models import PRESETS, resolve
 
 SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 LONG_SYSTEM = "Answer from these notes only.\n" + "\n".join(
     f"Note {i}: the red fox number {i} sleeps under oak tree {i} in the north garden."
-    for i in range(40)
+    for i in range(24)
 )
 
 
@@ -86,8 +86,8 @@ def test_a_fixed_system_prompt_is_read_once_and_reused(llm: LLM) -> None:
     llm.generate(chat(llm, "Which garden is it?", LONG_SYSTEM), max_tokens=4)
     warm = dict(llm.last_stats)
     prefix = llm.count_tokens(chat(llm, "", LONG_SYSTEM).split("<|im_start|>user")[0])
-    assert cold["prompt_tokens"] > 800
-    assert warm["cached_tokens"] >= prefix
+    assert cold["prompt_tokens"] > 600
+    assert warm["cached_tokens"] > prefix - CHUNK  # whole chunks of it
     assert warm["ttft_s"] < cold["ttft_s"]
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_MODEL as MODEL
+from conftest import serve_page
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from rag import Answer, Chunk, Citation, Config, Engine, Hit, RagError, web
+from rag import Answer, Chunk, Citation, Hit, RagError, web
 
 # Gradio's queue statistics call pandas in a way pandas 3 deprecates; not ours to fix.
 pytestmark = [
@@ -20,32 +20,15 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 
-MODEL = "smollm2-135m"
 LAPPO = "004_54fdbde5d22b5a7d.txt"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, seeds_dir: Path) -> Iterator[tuple]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     """(engine, url) of the page over a fresh index of a copy of the seeds."""
-    root = tmp_path_factory.mktemp("web")
-    shutil.copytree(seeds_dir, root / "corpus")
-    config = Config.load(
-        corpus=root / "corpus", index_dir=root / "index", model=MODEL, max_tokens=96
-    )
-    engine = Engine(config)
-    engine.build([config.corpus])
-    assert web.warm(engine) == []
-    app = web.build_app(engine)
-    url = web.launch(app, port=free_port(), prevent_thread_lock=True)
-    assert url.startswith("http://127.0.0.1:")
-    yield engine, url
-    app.close()
+    with serve_page(tmp_path_factory.mktemp("web")) as (engine, address):
+        assert address.startswith("http://127.0.0.1:")
+        yield engine, address
 
 
 def ask_page(client: Client, question: str) -> tuple[list[dict], str]:
