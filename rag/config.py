@@ -46,7 +46,7 @@ class Config:
     # Answering.
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096
-    max_tokens: int = 256
+    max_tokens: int = 160  # answers are one to three sentences; a runaway loop stops here
     temperature: float = 0.0
     seed: int = 0
     threads: int | None = None

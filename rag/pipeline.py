@@ -15,6 +15,8 @@ from .errors import BadQuestion, IndexMismatch
 from .types import Answer, Citation, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
+# Where a small model, done answering, starts writing the next turn of the example by itself.
+ANSWER_STOPS = ("\nQuestion:", "\n\nQuestion", "<passage", "\n\n\n")
 
 # Words that make a question lean on the conversation before it.
 _FOLLOW_UP = re.compile(
@@ -184,6 +186,7 @@ class Engine:
             text_prompt,
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature,
+            stop=ANSWER_STOPS,
         ):
             pieces.append(piece)
             yield piece

@@ -23,9 +23,14 @@ def smollm2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return resolve("smollm2-135m", tmp_path_factory.mktemp("models"))
 
 
+# One thread: llama.cpp's threads spin-wait for each other at every step, so two threads on a
+# two-core machine that is busy with anything else run up to a hundred times slower.
+THREADS = 1
+
+
 @pytest.fixture(scope="session")
 def llm(smollm2_path: Path) -> LLM:
-    return LLM(smollm2_path, n_ctx=2048)
+    return LLM(smollm2_path, n_ctx=2048, threads=THREADS)
 
 
 def chat(llm: LLM, question: str, system: str = SYSTEM) -> str:
@@ -46,7 +51,7 @@ def test_the_same_prompt_gives_the_same_text(llm: LLM) -> None:
 def test_reusing_the_cache_does_not_change_the_answer(llm: LLM, smollm2_path: Path) -> None:
     # A greedy answer once flipped when all but the last prompt token came from the cache.
     prompt = chat(llm, "Count from 1 to 10.")
-    cold = LLM(smollm2_path, n_ctx=2048).generate(prompt, max_tokens=40)
+    cold = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate(prompt, max_tokens=40)
     assert llm.generate(prompt, max_tokens=40) == cold
     assert llm.generate(prompt, max_tokens=40) == cold  # all but the last token cached
     llm.generate(chat(llm, "Name a colour."), max_tokens=8)

@@ -100,6 +100,25 @@ def test_a_hub_model_offline_fails_fast_and_says_how_to_give_a_path(
     assert "model-q4.gguf" in str(err.value)
 
 
+def test_an_unreachable_hub_fails_fast_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.perf_counter()
+    with pytest.raises(ModelMissing, match="cannot be reached"):
+        resolve("hf:someone/some-model-GGUF/model-q4.gguf", tmp_path)
+    assert time.perf_counter() - started < 5
+
+
+def test_a_hub_model_downloaded_before_is_used_offline(
+    smollm2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    saved = tmp_path / "hf" / "someone" / "some-model-GGUF" / "model-q4.gguf"
+    saved.parent.mkdir(parents=True)
+    saved.symlink_to(smollm2)
+    assert resolve("hf:someone/some-model-GGUF/model-q4.gguf", tmp_path) == saved
+
+
 def test_assemble_concatenates_parts_atomically_and_writes_a_stamp(tmp_path: Path) -> None:
     parts, data = make_parts(tmp_path, [1000, 3000, 17])
     dest = tmp_path / "models" / "model.gguf"
