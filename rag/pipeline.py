@@ -15,6 +15,7 @@ from .errors import BadQuestion, IndexMismatch
 from .types import Answer, Citation, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
+_CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>|\[/?INST\]")
 # Where a small model, done answering, starts writing the next turn of the example by itself.
 ANSWER_STOPS = ("\nQuestion:", "\n\nQuestion", "<passage", "\n\n\n")
 
@@ -136,31 +137,37 @@ class Engine:
             return question
         return rewritten
 
-    def passages_prompt(self, question: str, hits: Sequence[Hit]) -> str:
-        """The chat prompt for one question over numbered passages, within the context."""
+    def passages_prompt(self, question: str, hits: Sequence[Hit]) -> tuple[str, list[Hit]]:
+        """The chat prompt for one question over numbered passages, and the passages that fit
+        the context (the best first; a passage that does not fit is left out, not cut)."""
         llm = self.llm
         system = prompt.fill("system", self.config.prompts_dir)
         budget = self.config.n_ctx - self.config.max_tokens - llm.count_tokens(system) - 64
+        budget -= llm.count_tokens(question) * 2
         blocks: list[str] = []
+        used: list[Hit] = []
         for n, hit in enumerate(hits, start=1):
             block = prompt.fill(
                 "passage",
                 self.config.prompts_dir,
                 number=str(n),
-                title=hit.chunk.title.replace('"', "'"),
-                text=hit.chunk.text,
+                title=_inert(hit.chunk.title).replace('"', "'"),
+                text=_inert(hit.chunk.text),
             )
             cost = llm.count_tokens(block)
             if cost > budget:
                 break
             budget -= cost
             blocks.append(block)
+            used.append(hit)
         user = prompt.fill(
-            "question", self.config.prompts_dir, passages="\n".join(blocks), question=question
+            "question",
+            self.config.prompts_dir,
+            passages="\n".join(blocks),
+            question=_inert(question),
         )
-        return llm.format_chat(
-            [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        )
+        chat = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return llm.format_chat(chat), used
 
     def stream(
         self, question: str, history: Sequence[dict] | None = None, k: int | None = None
@@ -180,7 +187,7 @@ class Engine:
             yield Answer(cite.REFUSAL, (), searched, supported=False, refused=True, timings=timings)
             return
         llm = self.llm
-        text_prompt = self.passages_prompt(searched, hits)
+        text_prompt, hits = self.passages_prompt(searched, hits)
         pieces: list[str] = []
         for piece in llm.stream(
             text_prompt,
@@ -252,6 +259,12 @@ def off_topic_terms(question: str, text: str, known: Container[str]) -> set[str]
 def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:
     """Whether a question leans on earlier turns (a pronoun and a history to resolve it)."""
     return any(t.get("content") for t in history or []) and bool(_FOLLOW_UP.search(question))
+
+
+def _inert(text: str) -> str:
+    """Text with chat-control markers (`<|im_start|>`, `<|endoftext|>` …) defused, so a document
+    or a question cannot open a new system or assistant turn in the model's prompt."""
+    return _CONTROL.sub(lambda m: m.group(0).replace("|", "¦"), text)
 
 
 def _check_question(question: str) -> str:
