@@ -90,12 +90,9 @@ class Engine:
         full: bool = False,
         progress: ingest.Progress | None = None,
     ) -> IndexSummary:
-        """Build or update this engine's index (see `rag.ingest.build`)."""
-        embedder = self._embedder
-        if embedder is not None and embedder.name != self.config.embed_model:
-            embedder = None
-        summary = ingest.build(paths, self.config, full=full, progress=progress, embedder=embedder)
-        return summary
+        """Build or update this engine's index (see `rag.ingest.build`); the embedding model
+        comes from the process-wide cache (`embed.load`), so it is loaded once for both."""
+        return ingest.build(paths, self.config, full=full, progress=progress)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """The passages that best match a query, best first."""
