@@ -6,6 +6,8 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 
+from .types import Offsets
+
 VERSION = 1  # bumped when cleaning changes, so indexes made with older rules rebuild
 
 # Latin twins of Cyrillic and Greek letters that look the same. They are swapped only inside a
@@ -189,15 +191,16 @@ _TABLE_RULE = re.compile(
 _OPEN_END = re.compile(r"[\w,;-]$")
 
 
-def clean(original: str) -> tuple[str, tuple[int, ...]]:
+def clean(original: str) -> tuple[str, Offsets]:
     """Clean a document's text; return it with offsets[i] = index in `original` of cleaned char i.
 
-    `offsets` has one extra final entry, len(original). Steps: NFKC, odd spaces to one space,
+    `offsets` has one extra final entry, len(original); it is stored compactly as runs (see
+    `rag.types.Offsets`), so memory grows with the number of lines, not of characters. Steps: NFKC, odd spaces to one space,
     invisible characters removed, look-alike Cyrillic/Greek letters inside Latin words repaired,
     web-chrome lines dropped, spaces collapsed and lines stripped, blank-line runs collapsed.
     """
     pieces: list[str] = []
-    offsets: list[int] = []
+    offsets = Offsets()
     previous = ""  # the last kept line
     previous_break = -1  # where the line break after it is in `original`
     blank_break = -1  # the first blank line's break since then, or -1
@@ -224,7 +227,7 @@ def clean(original: str) -> tuple[str, tuple[int, ...]]:
         offsets.extend(line_offsets)
         previous, previous_break, blank_break = line, end, -1
     offsets.append(len(original))
-    return "".join(pieces), tuple(offsets)
+    return "".join(pieces), offsets
 
 
 def original_span(offsets: Sequence[int], start: int, end: int) -> tuple[int, int]:
@@ -255,7 +258,7 @@ def _normalize(line: str, start: int) -> tuple[str, Sequence[int]]:
     if _is_plain(line):
         return _squeeze(line, range(start, start + len(line)))
     chars: list[str] = []
-    offsets: list[int] = []
+    offsets = Offsets()
     # Printable ASCII never changes and never composes with what follows it, so only the
     # other runs need looking at.
     for run in _ASCII_RUN.finditer(line):
@@ -282,7 +285,7 @@ def _is_plain(text: str) -> bool:
     return (text.isascii() or unicodedata.is_normalized("NFKC", text)) and not _SPECIAL.search(text)
 
 
-def _normalize_chars(word: str, at: int, chars: list[str], offsets: list[int]) -> None:
+def _normalize_chars(word: str, at: int, chars: list[str], offsets: Offsets) -> None:
     """The slow path: NFKC per cluster (a character and what composes with it); every output
     character maps to its cluster's first original index."""
     i, n = 0, len(word)
@@ -332,7 +335,7 @@ def _squeeze(line: str, offsets: Sequence[int]) -> tuple[str, Sequence[int]]:
             return line, offsets
         return stripped, offsets[left : left + len(stripped)]
     parts: list[str] = []
-    kept: list[int] = []
+    kept = Offsets()
     done = 0
     for run in _SPACE_RUN.finditer(stripped):
         keep = run.start() + 1  # up to and including the run's first space

@@ -102,6 +102,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .pipeline import Engine
 
     auth = web.auth_from_env() if args.auth_from_env else None
+    web.check_port(args.host, args.port)
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
     for problem in web.warm(engine):

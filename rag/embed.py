@@ -15,6 +15,7 @@ from .errors import ModelMissing
 BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 Progress = Callable[[int, int], None]  # (done, total)
+COUNT_BATCH = 2048  # texts tokenized at a time when counting word pieces
 
 
 def locate(name: str) -> str:
@@ -70,10 +71,19 @@ class Embedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without special tokens."""
-        if not texts:
-            return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [len(x) for x in ids]
+        counts: list[int] = []
+        # In batches: the tokenizer's output for all sentences of a 50 MB file at once (ids,
+        # masks and offsets per word piece) took 2 GB; a batch at a time keeps it to megabytes.
+        for start in range(0, len(texts), COUNT_BATCH):
+            batch = list(texts[start : start + COUNT_BATCH])
+            ids = self.tokenizer(
+                batch,
+                add_special_tokens=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            counts.extend(len(x) for x in ids)
+        return counts
 
     def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, encoded in batches."""

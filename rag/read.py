@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
 TITLE_CHARS = 120
+# A .docx is a zip whose XML parts python-docx unpacks and parses in memory: one whose XML
+# unpacks to more than this (a zip bomb: gigabytes of text in a few hundred kilobytes) is
+# refused unopened. Pictures are not counted; they are never read.
+MAX_DOCX_XML = 256 * 1024 * 1024
 
 # (original text, title or "", page starts) from a file's bytes.
 Extracted = tuple[str, str, tuple[int, ...]]
@@ -102,7 +106,9 @@ def read(path: Path | str, root: Path | str) -> Document:
         raise UnreadableDocument(f"cannot open file: {error.strerror or error}") from error
     if not data or data.isspace():
         raise UnreadableDocument("empty file")
+    sha256 = hashlib.sha256(data).hexdigest()
     original, title, pages = extract(data)
+    del data  # the bytes are not needed past here; a large file should not be held twice
     if not original.strip():
         raise UnreadableDocument(
             "empty file" if suffix in {".txt", ".md", ".markdown"} else "no text"
@@ -118,7 +124,7 @@ def read(path: Path | str, root: Path | str) -> Document:
         text=text,
         offsets=offsets,
         pages=pages,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
     )
 
 
@@ -334,8 +340,19 @@ def _read_docx(data: bytes) -> Extracted:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
+            # zipfile never reads more than a part's declared size, so the sum bounds memory.
+            unpacked = sum(
+                info.file_size
+                for info in archive.infolist()
+                if info.filename.endswith((".xml", ".rels"))
+            )
     except Exception as error:  # zipfile raises BadZipFile, NotImplementedError, ValueError...
         raise UnreadableDocument(f"damaged .docx: {_reason(error)}") from error
+    if unpacked > MAX_DOCX_XML:
+        raise UnreadableDocument(
+            f"not a valid .docx (its text unpacks to {unpacked / 2**20:,.0f} MB, more than "
+            f"{MAX_DOCX_XML // 2**20} MB: a zip bomb?)"
+        )
     if "word/document.xml" not in names:
         raise UnreadableDocument("not a valid .docx (zip without word/document.xml)")
     import docx

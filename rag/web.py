@@ -6,6 +6,7 @@ import html
 import os
 import re
 import shutil
+import socket
 import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
@@ -159,6 +160,25 @@ def save_upload(corpus: Path, upload: Path | str, name: str | None = None) -> Pa
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise RagError when `port` on `host` is taken, before minutes are spent loading models."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the server will: a port left in TIME_WAIT by a server that just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RagError(_port_message(host, port, exc)) from exc
+
+
+def _port_message(host: str, port: int | None, exc: OSError) -> str:
+    reason = exc.strerror or str(exc).split(".")[0]
+    return (
+        f"cannot listen on {host}:{port} ({reason}): another program (perhaps another "
+        "`rag chat`) is using it; stop it or choose another port with --port"
+    )
 
 
 def auth_from_env() -> tuple[str, str]:
@@ -559,16 +579,21 @@ def launch(
         font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
     )
-    _, url, _ = app.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        auth=auth,
-        prevent_thread_lock=prevent_thread_lock,
-        max_file_size=f"{MAX_UPLOAD_MB}mb",
-        footer_links=["api", "settings"],
-        ssr_mode=False,
-        theme=theme,
-        css=PAGE_CSS,
-    )
+    try:
+        _, url, _ = app.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            auth=auth,
+            prevent_thread_lock=prevent_thread_lock,
+            max_file_size=f"{MAX_UPLOAD_MB}mb",
+            footer_links=["api", "settings"],
+            ssr_mode=False,
+            theme=theme,
+            css=PAGE_CSS,
+        )
+    except OSError as exc:  # Gradio: "Cannot find empty port in range: 7860-7860. ..."
+        if "port" not in str(exc).lower():
+            raise
+        raise RagError(_port_message(host, port, exc)) from exc
     return url

@@ -49,20 +49,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_page(root: Path) -> Iterator[tuple]:
+def serve_page(
+    root: Path, auth: tuple[str, str] | None = None, **settings: object
+) -> Iterator[tuple]:
     """(engine, url) of the real chat page on 127.0.0.1 over a fresh index of a seeds copy,
-    answering with the small model; closed on exit."""
+    answering with the small model (other `settings` of Config may be given); closed on exit."""
     from rag import Config, Engine, web
 
     shutil.copytree(SEEDS, root / "corpus")
-    config = Config.load(
-        corpus=root / "corpus", index_dir=root / "index", model=SMALL_MODEL, max_tokens=96
-    )
+    settings = {"model": SMALL_MODEL, "max_tokens": 96, **settings}
+    config = Config.load(corpus=root / "corpus", index_dir=root / "index", **settings)
     engine = Engine(config)
     engine.build([config.corpus])
     assert web.warm(engine) == []
     app = web.build_app(engine)
-    url = web.launch(app, port=free_port(), prevent_thread_lock=True)
+    url = web.launch(app, port=free_port(), prevent_thread_lock=True, auth=auth)
     try:
         yield engine, url
     finally:
