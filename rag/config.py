@@ -20,6 +20,7 @@ ENV = {
     "RAG_K": "k",
     "RAG_RETRIEVAL": "retrieval",
     "RAG_THREADS": "threads",
+    "RAG_INDEX_TYPE": "index_type",
 }
 
 
@@ -37,6 +38,10 @@ class Config:
     chunk_tokens: int = 128  # target word pieces per passage; hard cap is the model's own limit
     overlap_tokens: int = 24
     batch_size: int = 32
+    # How vectors are searched: exact "flat", approximate "ivf" or "hnsw", or "auto" (flat below
+    # store.APPROXIMATE_FROM passages, IVF above; see docs/BENCHMARKS.md). Recorded in the
+    # manifest; a change takes effect at the next `rag index` without re-embedding.
+    index_type: str = "auto"
     # Retrieval.
     k: int = 4
     retrieval: str = "hybrid"  # dense | lexical | hybrid (see docs/QUALITY.md)

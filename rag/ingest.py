@@ -128,6 +128,7 @@ def build(
     """
     config = config or Config.load()
     root = Path(config.index_dir)
+    store.index_type_for(config.index_type, 0)  # an unknown setting fails before any work
     began = time.perf_counter()
     with store.rebuild_lock(root):
         store.tidy(root)
@@ -270,7 +271,12 @@ def _build(
         # stored passage texts at every update (seconds, no model); only embedding is costly.
         lexical.save(lexical.build(texts), folder / lexical.FOLDER)
 
-    store.write(root, store.Version(manifest, chunks, matrix, extras=(write_lexical,)))
+    store.write(
+        root,
+        store.Version(manifest, chunks, matrix, extras=(write_lexical,)),
+        index_type=config.index_type,
+        previous=old if reuse else None,  # its IVF lists only suit vectors of the same model
+    )
     return IndexSummary(
         index_dir=str(root),
         added=tuple(added),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, RagError
 from .types import Chunk
 
 FORMAT = 1
@@ -217,29 +217,102 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _make_vectors(vectors: np.ndarray, kind: str) -> object:
+# How the vectors are searched. "flat" compares the question with every passage (exact);
+# "ivf" and "hnsw" are approximate and much faster on large indexes (docs/BENCHMARKS.md,
+# "Retrieval latency and scale"); "auto" is flat below APPROXIMATE_FROM passages, IVF above.
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+APPROXIMATE_FROM = 200_000
+IVF_PROBE_SHARE = 1 / 16  # share of the IVF lists scanned per question
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+
+
+def index_type_for(setting: str, count: int) -> str:
+    """The index type a setting means for an index of `count` passages."""
+    if setting not in INDEX_TYPES:
+        raise RagError(f"unknown index type {setting!r}: use one of {', '.join(INDEX_TYPES)}")
+    if setting == "auto":
+        return "flat" if count < APPROXIMATE_FROM else "ivf"
+    if setting == "ivf" and count < 2 * _IVF_MIN_POINTS:
+        return "flat"  # too few passages to learn lists from; exact search is instant anyway
+    return setting
+
+
+_IVF_MIN_POINTS = 39  # FAISS wants at least this many training points per list
+
+
+def ivf_lists(count: int) -> int:
+    """Number of IVF lists for `count` vectors: about 4 √n, with enough points to learn each."""
+    return max(1, min(int(4 * count**0.5), count // _IVF_MIN_POINTS))
+
+
+def make_vectors(vectors: np.ndarray, kind: str, previous: object | None = None) -> object:
+    """A FAISS index of one kind ("flat", "ivf" or "hnsw") holding the unit rows of `vectors`.
+
+    For "ivf", the lists of a `previous` IVF index are reused when they still suit the new size,
+    so an update spends no time learning them again (adding is fast; learning is not).
+    """
     f = faiss()
-    dim = vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    count, dim = vectors.shape
     if kind == "hnsw":
-        index = f.IndexHNSWFlat(dim, 32, f.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 64
-    else:
+        index = f.IndexHNSWFlat(dim, HNSW_M, f.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivf":
+        nlist = ivf_lists(count)
+        quantizer = _reusable_lists(previous, dim, nlist)
+        if quantizer is None:
+            quantizer = f.IndexFlatIP(dim)
+            index = f.IndexIVFFlat(quantizer, dim, nlist, f.METRIC_INNER_PRODUCT)
+            sample = vectors
+            if count > nlist * 64:  # k-means on a sample: as good, and minutes faster
+                rows = np.random.default_rng(0).choice(count, nlist * 64, replace=False)
+                sample = vectors[np.sort(rows)]
+            index.train(sample)
+        else:
+            index = f.IndexIVFFlat(quantizer, dim, quantizer.ntotal, f.METRIC_INNER_PRODUCT)
+        index.nprobe = max(1, round(index.nlist * IVF_PROBE_SHARE))
+        index.make_direct_map()  # passages are also read back by id (reconstruct)
+    elif kind == "flat":
         index = f.IndexFlatIP(dim)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    else:
+        raise RagError(f"unknown index type {kind!r}: use one of {', '.join(INDEX_TYPES[1:])}")
+    if count:
+        index.add(vectors)
     return index
 
 
-def write(root: Path, version: Version, index_type: str = "flat") -> Path:
-    """Write a complete new version beside the live one, then make it live atomically."""
+def _reusable_lists(previous: object | None, dim: int, nlist: int) -> object | None:
+    """A copy of the learned lists (centroids) of a previous IVF index, if they still fit."""
+    if previous is None:
+        return None
+    f = faiss()
+    try:
+        ivf = f.extract_index_ivf(previous)
+    except RuntimeError:  # not an IVF index
+        return None
+    if ivf.d != dim or not nlist / 2 <= ivf.nlist <= nlist * 2:
+        return None
+    return f.clone_index(ivf.quantizer)
+
+
+def write(
+    root: Path, version: Version, index_type: str = "flat", previous: Index | None = None
+) -> Path:
+    """Write a complete new version beside the live one, then make it live atomically.
+
+    `index_type` is a setting of INDEX_TYPES ("auto" picks by size); `previous`, the live
+    version, lends its learned IVF lists to the new one.
+    """
+    kind = index_type_for(index_type, len(version.chunks))
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
         manifest = dict(version.manifest, format=FORMAT, chunks=len(version.chunks))
         manifest["dim"] = int(version.vectors.shape[1]) if version.vectors.ndim == 2 else 0
-        manifest["index_type"] = index_type
+        manifest["index_type"] = kind
+        manifest["index_type_setting"] = index_type
         db = sqlite3.connect(tmp / PASSAGES)
         try:
             db.executescript(_SCHEMA)
@@ -254,7 +327,11 @@ def write(root: Path, version: Version, index_type: str = "flat") -> Path:
         finally:
             db.close()
         fault_point("writing")
-        faiss().write_index(_make_vectors(version.vectors, index_type), str(tmp / VECTORS))
+        vectors = make_vectors(
+            version.vectors, kind, previous.vectors if previous is not None else None
+        )
+        manifest["index_params"] = _params(vectors)
+        faiss().write_index(vectors, str(tmp / VECTORS))
         for extra in version.extras:
             extra(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
@@ -277,6 +354,17 @@ def write(root: Path, version: Version, index_type: str = "flat") -> Path:
     _fsync_dir(root)
     tidy(root)
     return root / name
+
+
+def _params(vectors: object) -> dict:
+    """The search settings of a FAISS index, for the manifest."""
+    f = faiss()
+    if isinstance(vectors, f.IndexHNSW):
+        return {"M": HNSW_M, "efConstruction": vectors.hnsw.efConstruction,
+                "efSearch": vectors.hnsw.efSearch}  # fmt: skip
+    if isinstance(vectors, f.IndexIVF):
+        return {"nlist": int(vectors.nlist), "nprobe": int(vectors.nprobe)}
+    return {}
 
 
 def tidy(root: Path) -> list[str]:
