@@ -21,6 +21,7 @@ ENV = {
     "RAG_RETRIEVAL": "retrieval",
     "RAG_THREADS": "threads",
     "RAG_INDEX_TYPE": "index_type",
+    "RAG_EVIDENCE_TOKENS": "evidence_tokens",
 }
 
 
@@ -49,6 +50,9 @@ class Config:
         0.12  # no passage this close to the question (cosine): refuse without the model
     )
     # Answering.
+    # The prompt gets the sentences of the k passages that answer best, up to this many tokens
+    # in all (0: the whole passages). See docs/BENCHMARKS.md, "Answer speed".
+    evidence_tokens: int = 200
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096
     max_tokens: int = 160  # answers are one to three sentences; a runaway loop stops here

@@ -24,7 +24,7 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Prompts are read in chunks of this many tokens starting at multiples of it (see _reusable).
+# Prompts are read in chunks of this many tokens (see _reusable).
 CHUNK = 64
 
 
@@ -68,7 +68,8 @@ class LLM:
         # A plain Lock, not an RLock: a streaming generator may be resumed and closed from
         # another thread than the one that started it (Gradio does this).
         self._lock = threading.Lock()
-        self._chunked = 0  # cached tokens that were read as whole chunks
+        # How the cached prompt was read: its fixed-prefix length and its token count.
+        self._read: tuple[int, int] = (0, 0)
         self.last_stats: dict = {}
 
     def format_chat(self, messages: list[dict]) -> str:
@@ -116,8 +117,12 @@ class LLM:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] = (),
+        prefix: str = "",
     ) -> Iterator[str]:
         """Text pieces as they are generated; temperature 0 is greedy and repeatable.
+
+        `prefix` is the start of the prompt that every call shares (the system turn): its
+        state is computed once and reused by every later prompt that starts with it.
 
         The prompt is checked against the context here, before anything runs. The model is
         held for the whole generation; it is let go when the pieces run out or the caller
@@ -130,7 +135,8 @@ class LLM:
                 f"beyond the model's context of {self.n_ctx} tokens: use fewer or shorter "
                 "passages, a shorter question, or a larger context (n_ctx)"
             )
-        return self._stream(tokens, max_tokens, temperature, list(stop))
+        fixed = min(_common(self.tokenize(prefix), tokens), len(tokens) - 1) if prefix else 0
+        return self._stream(tokens, fixed, max_tokens, temperature, list(stop))
 
     def generate(
         self,
@@ -138,9 +144,18 @@ class LLM:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] = (),
+        prefix: str = "",
     ) -> str:
         """The whole generated text (see `stream`)."""
-        return "".join(self.stream(prompt, max_tokens, temperature, stop))
+        return "".join(self.stream(prompt, max_tokens, temperature, stop, prefix))
+
+    def chat_prefix(self, system: str) -> str:
+        """The start every prompt with this system message shares: the rendered system turn
+        and the opening of the user's turn."""
+        marker = "\x00user\x00"
+        chat = [{"role": "system", "content": system}, {"role": "user", "content": marker}]
+        text = self.format_chat(chat)
+        return text[: text.index(marker)] if marker in text else ""
 
     def close(self) -> None:
         """Free the model's memory now rather than at garbage collection."""
@@ -148,7 +163,7 @@ class LLM:
             self._llama.close()
 
     def _stream(
-        self, tokens: list[int], max_tokens: int, temperature: float, stop: list[str]
+        self, tokens: list[int], fixed: int, max_tokens: int, temperature: float, stop: list[str]
     ) -> Iterator[str]:
         asked = time.perf_counter()
         with self._lock:
@@ -157,9 +172,13 @@ class LLM:
             # llama-cpp-python keeps the KV cache of the longest prefix shared with the tokens
             # it holds (the last prompt and answer); capping what it holds caps that reuse.
             shared = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
-            cached = _reusable(shared, self._chunked, len(tokens))
+            cached = _reusable(shared, self._read, (fixed, len(tokens)))
             llama.n_tokens = min(llama.n_tokens, cached)
-            self._chunked = len(tokens) - len(tokens) % CHUNK
+            self._read = (fixed, len(tokens))
+            if cached < fixed:
+                # The fixed prefix is read on its own, so its state ends exactly where the
+                # next prompt's own text begins and can be reused whole.
+                llama.eval(tokens[cached:fixed])
             sampled: list[float] = []  # time of each token drawn, EOS included
 
             def count(_ids: object, _logits: object) -> bool:
@@ -195,6 +214,7 @@ class LLM:
                 self.last_stats = {
                     "prompt_tokens": len(tokens),
                     "cached_tokens": cached,
+                    "prefix_tokens": fixed,
                     "completion_tokens": len(sampled),
                     "wait_s": started - asked,
                     "ttft_s": first - started,
@@ -209,17 +229,41 @@ class LLM:
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
 
-def _reusable(shared: int, chunked: int, total: int) -> int:
+def _reusable(shared: int, before: tuple[int, int], now: tuple[int, int]) -> int:
     """How many cached prompt tokens to reuse so that the answer is the same as with none.
 
     llama.cpp's CPU kernels round a token's numbers differently depending on the batch it is
     read in (repacked weights go in groups of four rows, small batches take other paths), and
-    a greedy answer can flip on the last bit. So every prompt is read in CHUNK-token batches
-    starting at multiples of CHUNK, and only whole chunks of the previous prompt are reused:
-    each token is then computed in exactly the batch a cold read would put it in.
+    a greedy answer can flip on the last bit. So every prompt is read on a fixed schedule:
+    its fixed prefix of `f` tokens in CHUNK-token batches from 0, then the rest in CHUNK-token
+    batches from `f`. A cached token is reused only up to a batch start of the new prompt's
+    schedule that the previous prompt's schedule shared and had read as whole batches: each
+    token is then computed in exactly the batch a cold read would put it in.
+    (`before` and `now` are (fixed prefix, prompt tokens) of the previous and this prompt.)
     """
-    keep = min(shared, chunked, total - 1)
-    return max(0, keep - keep % CHUNK)
+    (f0, n0), (f1, n1) = before, now
+    limit = min(shared, n1 - 1)
+    if f0 != f1:  # another prefix: only the plain grid below both prefixes is shared
+        limit = min(limit, f0, f1, n0)
+        return max(0, limit - limit % CHUNK)
+    # A start of the new schedule up to the previous prompt's end: every batch before it was
+    # read then exactly as now (the previous prompt's last batch only if it ends there).
+    return max((a for a in _starts(f1, n1) if a <= min(limit, n0)), default=0)
+
+
+def _starts(fixed: int, total: int) -> list[int]:
+    """Where the batches of a prompt's schedule start (and the prompt's end)."""
+    grid = list(range(0, fixed, CHUNK))
+    return [*grid, *range(fixed, total, CHUNK), total]
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _compile(source: str) -> Template:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
-from . import cite, embed, ingest, lexical, prompt, retrieve, store
+from . import cite, embed, evidence, ingest, lexical, prompt, retrieve, store
 from .config import Config
 from .embed import Embedder
 from .errors import BadQuestion, IndexMismatch
@@ -16,6 +16,8 @@ from .types import Answer, Citation, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>|\[/?INST\]")
+# The prompt's own passage fence: a document that writes it could close its passage early.
+_FENCE = re.compile(r"<(?=\s*/?\s*passage\b)", re.IGNORECASE)
 # Where a small model, done answering, starts writing the next turn of the example by itself.
 ANSWER_STOPS = ("\nQuestion:", "\n\nQuestion", "<passage", "\n\n\n")
 
@@ -134,22 +136,47 @@ class Engine:
             return question
         return rewritten
 
-    def passages_prompt(self, question: str, hits: Sequence[Hit]) -> tuple[str, list[Hit]]:
-        """The chat prompt for one question over numbered passages, and the passages that fit
-        the context (the best first; a passage that does not fit is left out, not cut)."""
+    def evidence(self, question: str, hits: Sequence[Hit]) -> list[evidence.Excerpt]:
+        """What of the passages goes into the prompt: their sentences that answer the question
+        best, within the `evidence_tokens` budget (whole passages when it is 0)."""
+        budget = self.config.evidence_tokens
+        if budget <= 0:
+            return [evidence.Excerpt(h, h.chunk.text, h.score) for h in hits]
+        found = evidence.split(hits)
+        if not found:
+            return []
+        embedder = self.embedder
+        vectors = embedder.encode([s.text for s in found])
+        terms = lexical.tokenize([question, *(s.text for s in found)])
+        scores = evidence.score(
+            embedder.encode_query(question),
+            vectors,
+            set(terms[0]),
+            [set(t) for t in terms[1:]],
+            [s.passage for s in found],
+        )
+        return evidence.select(hits, found, scores, self.llm.count_tokens, budget)
+
+    def passages_prompt(
+        self, question: str, hits: Sequence[Hit], texts: Sequence[str] | None = None
+    ) -> tuple[str, list[Hit]]:
+        """The chat prompt for one question over numbered passages (`texts`, by default the
+        passages' whole text), and the passages that fit the context (the best first; a
+        passage that does not fit is left out, not cut)."""
         llm = self.llm
         system = prompt.fill("system", self.config.prompts_dir)
         budget = self.config.n_ctx - self.config.max_tokens - llm.count_tokens(system) - 64
         budget -= llm.count_tokens(question) * 2
         blocks: list[str] = []
         used: list[Hit] = []
-        for n, hit in enumerate(hits, start=1):
+        texts = texts if texts is not None else [h.chunk.text for h in hits]
+        for n, (hit, text) in enumerate(zip(hits, texts), start=1):
             block = prompt.fill(
                 "passage",
                 self.config.prompts_dir,
                 number=str(n),
                 title=_inert(hit.chunk.title).replace('"', "'"),
-                text=_inert(hit.chunk.text),
+                text=_inert(text),
             )
             cost = llm.count_tokens(block)
             if cost > budget:
@@ -184,13 +211,20 @@ class Engine:
             yield Answer(cite.REFUSAL, (), searched, supported=False, refused=True, timings=timings)
             return
         llm = self.llm
-        text_prompt, hits = self.passages_prompt(searched, hits)
+        chose_at = time.perf_counter()
+        excerpts = self.evidence(searched, hits)
+        timings["evidence_s"] = time.perf_counter() - chose_at
+        text_prompt, hits = self.passages_prompt(
+            searched, [e.hit for e in excerpts], [e.text for e in excerpts]
+        )
         pieces: list[str] = []
+        system = prompt.fill("system", self.config.prompts_dir)
         for piece in llm.stream(
             text_prompt,
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature,
             stop=ANSWER_STOPS,
+            prefix=llm.chat_prefix(system),
         ):
             pieces.append(piece)
             yield piece
@@ -259,9 +293,11 @@ def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:
 
 
 def _inert(text: str) -> str:
-    """Text with chat-control markers (`<|im_start|>`, `<|endoftext|>` …) defused, so a document
-    or a question cannot open a new system or assistant turn in the model's prompt."""
-    return _CONTROL.sub(lambda m: m.group(0).replace("|", "¦"), text)
+    """Text with chat-control markers (`<|im_start|>`, `<|endoftext|>` …) and passage tags
+    defused, so a document or a question cannot open a new turn in the model's prompt or close
+    its passage's fence."""
+    text = _CONTROL.sub(lambda m: m.group(0).replace("|", "¦"), text)
+    return _FENCE.sub("‹", text)
 
 
 def _check_question(question: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag import ModelMissing, RagError
-from rag.generate import CHUNK, LLM
+from rag.generate import CHUNK, LLM, _reusable
 from rag.models import PRESETS, resolve
 
 SYSTEM = "You are a helpful assistant. Answer in one short sentence."
@@ -94,6 +94,40 @@ def test_a_fixed_system_prompt_is_read_once_and_reused(llm: LLM) -> None:
     assert cold["prompt_tokens"] > 600
     assert warm["cached_tokens"] > prefix - CHUNK  # whole chunks of it
     assert warm["ttft_s"] < cold["ttft_s"]
+
+
+def test_a_declared_prefix_is_reused_whole_and_answers_stay_the_same(
+    llm: LLM, smollm2_path: Path
+) -> None:
+    prefix = llm.chat_prefix(LONG_SYSTEM)
+    questions = ["Where does fox 3 sleep?", "Which garden is it?", "Where does fox 7 sleep?"]
+    fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
+    cold = [fresh.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24) for q in questions[:1]]
+    fixed = len(llm.tokenize(prefix))
+    assert fixed % CHUNK != 0  # otherwise this tests nothing beyond the plain grid
+    warm = []
+    for q in questions:
+        warm.append(llm.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix))
+        assert llm.last_stats["prefix_tokens"] == fixed
+    assert llm.last_stats["cached_tokens"] == fixed  # the whole system turn, not whole chunks
+    assert warm[0] == cold[0]
+    # Read cold, each answer is what it was with the prefix cached.
+    for q, answer in zip(questions[1:], warm[1:]):
+        other = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
+        assert other.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix) == answer
+        other.close()
+    fresh.close()
+
+
+def test_cached_tokens_are_reused_only_at_batch_starts_read_the_same_way() -> None:
+    # (fixed prefix, prompt tokens) before and now; the schedule is 0, 64, ..., f, f+64, ...
+    assert _reusable(300, (150, 400), (150, 500)) == 278  # f + 2*64, below the shared 300
+    assert _reusable(120, (150, 400), (150, 500)) == 64  # inside the prefix: the plain grid
+    assert _reusable(400, (150, 400), (150, 500)) == 342  # the previous last batch was partial
+    assert _reusable(500, (150, 406), (150, 500)) == 406  # ... unless it ended on a start
+    assert _reusable(300, (100, 400), (150, 500)) == 64  # another prefix: grid below both
+    assert _reusable(500, (150, 500), (150, 500)) == 470  # the last token is always read
+    assert _reusable(0, (0, 0), (150, 500)) == 0
 
 
 def test_a_prompt_beyond_the_context_is_refused_before_running(llm: LLM) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of speed and memory (issue 7); `python -m bench [NAME ...] [--quick]` runs them."""

@@ -1,0 +1,46 @@
+"""Run benchmarks and write their sections of docs/BENCHMARKS.md.
+
+python -m bench                 # all of them (tens of minutes)
+python -m bench --quick         # all, smaller (a few minutes)
+python -m bench indexing        # one (or several) by name
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+
+# name -> module in this package; each has run(quick) that writes its own section.
+BENCHMARKS = {
+    "indexing": "bench.indexing",
+    "retrieval": "bench.retrieval",
+    "startup": "bench.startup",
+    "llamaindex": "bench.llamaindex",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}: use {', '.join(BENCHMARKS)}")
+    failed = []
+    for name in args.names or list(BENCHMARKS):
+        began = time.perf_counter()
+        print(f"== {name}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
+        try:
+            importlib.import_module(BENCHMARKS[name]).run(quick=args.quick)
+        except Exception:  # one broken benchmark must not hide the others' results
+            traceback.print_exc()
+            failed.append(name)
+        print(f"== {name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

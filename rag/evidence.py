@@ -1,0 +1,126 @@
+"""Choosing the evidence for an answer: the sentences of the found passages that answer the
+question, so the prompt spends its tokens (and the CPU its seconds) on those alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunk import sentences
+from .types import Hit
+
+# Sentences of fewer words are captions, bylines and fragments ("(Photo by Reuters)").
+MIN_WORDS = 5
+# How much a sentence's share of the question's words adds to its cosine similarity.
+LEXICAL_WEIGHT = 0.3
+# How much the rank of the passage a sentence comes from adds (first passage most).
+PASSAGE_WEIGHT = 0.1
+# Sentences scoring this far below the best are not evidence, however much budget is left.
+MARGIN = 0.2
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a found passage: which passage, and where in its cleaned text."""
+
+    passage: int  # index into the hits
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """The sentences chosen from one passage, in reading order, gaps marked with an ellipsis."""
+
+    hit: Hit
+    text: str
+    score: float  # the best score of its sentences
+
+
+def split(hits: Sequence[Hit]) -> list[Sentence]:
+    """The distinct sentences of the passages (overlapping passages share some), in order,
+    without the document's title line."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Sentence] = []
+    for n, hit in enumerate(hits):
+        text = hit.chunk.text
+        # The document's title line says nothing the passage's title does not.
+        title = " ".join(hit.chunk.title.split()).casefold()
+        for a, b in sentences(text):
+            key = (hit.chunk.source, text[a:b])
+            if key in seen or " ".join(key[1].split()).casefold() == title:
+                continue
+            seen.add(key)
+            out.append(Sentence(n, a, b, text[a:b]))
+    return out
+
+
+def score(
+    question_vector: np.ndarray,
+    sentence_vectors: np.ndarray,
+    question_terms: set[str],
+    sentence_terms: Sequence[set[str]],
+    passages: Sequence[int],
+) -> np.ndarray:
+    """Each sentence's score: cosine to the question, plus the share of the question's words it
+    uses, plus a little for coming from a better-ranked passage."""
+    dense = sentence_vectors @ question_vector.reshape(-1)
+    share = np.array(
+        [len(question_terms & terms) / max(1, len(question_terms)) for terms in sentence_terms]
+    )
+    rank = np.array([1.0 / (1 + p) for p in passages])
+    return dense + LEXICAL_WEIGHT * share + PASSAGE_WEIGHT * rank
+
+
+def select(
+    hits: Sequence[Hit],
+    found: Sequence[Sentence],
+    scores: np.ndarray,
+    count: Callable[[str], int],
+    budget: int,
+    context: int = 1,
+) -> list[Excerpt]:
+    """The best sentences within `budget` tokens, each with up to `context` sentences before it
+    from the same passage when they fit too, grouped by passage, the passage with the best sentence first."""
+    usable = [i for i, s in enumerate(found) if len(s.text.split()) >= MIN_WORDS]
+    if not usable:
+        usable = list(range(len(found)))
+    if not usable:
+        return []
+    order = sorted(usable, key=lambda i: -scores[i])
+    floor = scores[order[0]] - MARGIN
+    chosen: set[int] = set()
+    spent = 0
+    for i in order:
+        if scores[i] < floor:
+            break
+        cost = count(found[i].text)
+        if chosen and spent + cost > budget:
+            continue
+        chosen.add(i)
+        spent += cost
+    # Neighbours: the sentence before a chosen one often names who "he" or "it" is.
+    for i in sorted(chosen, key=lambda i: -scores[i]):
+        for j in range(i - 1, max(-1, i - 1 - context), -1):
+            if j in chosen or found[j].passage != found[i].passage:
+                break
+            cost = count(found[j].text)
+            if spent + cost > budget:
+                break
+            chosen.add(j)
+            spent += cost
+    excerpts: list[Excerpt] = []
+    for n, hit in enumerate(hits):
+        mine = sorted(i for i in chosen if found[i].passage == n)
+        if not mine:
+            continue
+        parts: list[str] = []
+        for k, i in enumerate(mine):
+            if k and mine[k - 1] != i - 1:
+                parts.append("…")
+            parts.append(found[i].text)
+        excerpts.append(Excerpt(hit, " ".join(parts), float(max(scores[i] for i in mine))))
+    return sorted(excerpts, key=lambda e: -e.score)
