@@ -17,6 +17,7 @@ import traceback
 BENCHMARKS = {
     "indexing": "bench.indexing",
     "retrieval": "bench.retrieval",
+    "answer": "bench.answer",
     "startup": "bench.startup",
     "llamaindex": "bench.llamaindex",
 }
