@@ -52,6 +52,10 @@ class LLM:
                 seed=seed,
                 verbose=False,
                 logits_all=False,
+                # llama.cpp repacks most weights into its own memory for the CPU kernels; with
+                # the file memory-mapped as well, both copies count: 1.86 GB resident for the
+                # default model instead of 1.27 GB when it is read (see docs/BENCHMARKS.md).
+                use_mmap=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             # llama-cpp-python says only "Failed to load model from file" for a truncated file.
