@@ -101,7 +101,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from . import web
     from .pipeline import Engine
 
-    auth = web.auth_from_env() if args.auth_from_env else None
+    auth = web.login(args.auth, require_env=args.auth_from_env)
+    if auth is None and (args.share or web.open_to_network(args.host)):
+        print(
+            f"warning: the page will be open to the network ({args.host}) without a login: "
+            'set RAG_AUTH="user:password"',
+            file=sys.stderr,
+        )
     web.check_port(args.host, args.port)
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
@@ -186,7 +192,12 @@ def parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     s.add_argument(
-        "--auth-from-env", action="store_true", help='ask for the login in RAG_AUTH="user:password"'
+        "--auth",
+        metavar="USER:PASSWORD",
+        help="ask visitors to log in (default: RAG_AUTH, if set; a flag shows in the process list)",
+    )
+    s.add_argument(
+        "--auth-from-env", action="store_true", help='require the login in RAG_AUTH="user:password"'
     )
     s.set_defaults(run=cmd_chat)
 

@@ -183,10 +183,34 @@ def _port_message(host: str, port: int | None, exc: OSError) -> str:
 
 def auth_from_env() -> tuple[str, str]:
     """The (user, password) login from the environment variable RAG_AUTH="user:password"."""
-    user, sep, password = os.environ.get("RAG_AUTH", "").partition(":")
+    return _login(
+        os.environ.get("RAG_AUTH", ""), '--auth-from-env needs RAG_AUTH set to "user:password"'
+    )
+
+
+def login(flag: str | None = None, require_env: bool = False) -> tuple[str, str] | None:
+    """The page's login: the `--auth` flag's "user:password", else RAG_AUTH when it is set
+    (required with `require_env`), else None: no login."""
+    if flag is not None:
+        return _login(flag, '--auth needs "user:password"')
+    if require_env:
+        return auth_from_env()
+    if os.environ.get("RAG_AUTH"):
+        return _login(os.environ["RAG_AUTH"], 'RAG_AUTH must be "user:password" (or unset it)')
+    return None
+
+
+def _login(value: str, problem: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    user = user.strip()  # as Gradio strips the name typed in its login form
     if not sep or not user or not password:
-        raise RagError('--auth-from-env needs RAG_AUTH set to "user:password"')
+        raise RagError(problem)
     return user, password
+
+
+def open_to_network(host: str) -> bool:
+    """Whether `host` lets other machines reach the page (anything but a loopback address)."""
+    return host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127.")
 
 
 # -- what the page shows --------------------------------------------------------------------
