@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup models browser index chat test test-slow lint bench clean
+.PHONY: setup models browser index chat test test-slow lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,19 @@ test-slow: models
 lint: setup
 	$(BIN)/ruff check rag tests bench
 	$(BIN)/ruff format --check rag tests bench
+
+# Benchmarks, written into docs/BENCHMARKS.md: the `bench` extra holds LlamaIndex (compared
+# against, never a runtime dependency) and psutil. `bench` takes tens of minutes, `bench-quick`
+# a few; `.venv/bin/python -m bench NAME` runs one (the names are in bench/run.py).
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install -e '.[bench]'
+	touch $@
+
+bench: models $(VENV)/.bench
+	$(BIN)/python -m bench
+
+bench-quick: models $(VENV)/.bench
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) index/seeds artifacts .pytest_cache
