@@ -187,6 +187,7 @@ class LlamaIndexPipeline:
             "top_k": self.retriever._similarity_top_k,
             "response_mode": type(self.query_engine._response_synthesizer).__name__,
             "n_batch": self.llm._model.n_batch,
+            "mmap": _uses_mmap(self.llm._model),
             "embed_batch": self.embed_model.embed_batch_size,
         }
 
@@ -275,6 +276,7 @@ class OursPipeline:
             "retrieval": c.retrieval,
             "evidence_tokens": c.evidence_tokens,
             "n_batch": CHUNK,
+            "mmap": _uses_mmap(self.engine.llm._llama),
             "embed_batch": c.batch_size,
         }
 
@@ -303,6 +305,14 @@ class OursPipeline:
             "correct": judge(row, result.text, result.refused),
             "cached_tokens": t.get("cached_tokens", 0),
         }
+
+
+def _uses_mmap(llama) -> bool:  # noqa: ANN001 - llama_cpp.Llama
+    """Whether llama.cpp memory-maps the model file (llama-cpp-python's default)."""
+    import llama_cpp
+
+    mapped = (llama_cpp.LLAMA_LOAD_MODE_MMAP, llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK)
+    return llama.model_params.load_mode in mapped
 
 
 def _word_pieces(model, texts: Sequence[str]) -> int:  # noqa: ANN001 - SentenceTransformer
@@ -592,7 +602,10 @@ def _write(
         "(its vectors see only the start of each article). llama.cpp reads prompts in batches "
         f"of {x['n_batch']} tokens there (the "
         f"default) and {o['n_batch']} here (fixed, for repeatable answers); the embedding batch "
-        f"is {x['embed_batch']} there and {o['embed_batch']} here. Its query engine is "
+        f"is {x['embed_batch']} there and {o['embed_batch']} here. The model file is "
+        f"{_mapped(x['mmap'])} there and {_mapped(o['mmap'])} here (llama.cpp repacks most "
+        "weights into memory of its own, so a mapped file's pages count in the peak as well). "
+        "Its query engine is "
         "stateless, so the follow-up question is asked without its history there (ours "
         "rewrites it from the history first). Its index persists as JSON files and a FAISS "
         "file; ours as SQLite, FAISS and BM25 files with fsync.\n"
@@ -613,6 +626,10 @@ def _write(
         for what, (a, b, unit) in ratios.items()
     ]
     report.write_section(NAME, TITLE, body, targets, began=began)
+
+
+def _mapped(mmap: bool) -> str:
+    return "memory-mapped" if mmap else "read into memory"
 
 
 def _mark(correct: bool | None) -> str:
