@@ -52,7 +52,7 @@ class Config:
     # Answering.
     # The prompt gets the sentences of the k passages that answer best, up to this many tokens
     # in all (0: the whole passages). See docs/BENCHMARKS.md, "Answer speed".
-    evidence_tokens: int = 200
+    evidence_tokens: int = 160
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096
     max_tokens: int = 160  # answers are one to three sentences; a runaway loop stops here
