@@ -235,11 +235,15 @@ def test_eight_sessions_at_once_are_all_answered_apart_and_memory_settles(
     print("\nload:", json.dumps(report))
 
     # Memory settles: 40 answers later the server holds at most 80 MB more than before (seen:
-    # 30-45 MB; a leak of 2 MB per answer would fail). Over ten rounds (RAG_LOAD_ROUNDS=10,
-    # 400 answers) it rose 56 MB more above the first round's level, then fell back by 12.
+    # 30-35 MB; a leak of 2 MB per answer would fail).
     after = [r["rss_after_mb"] for r in rounds]
     assert after[0] - before < 80, report
-    assert max(after) - after[0] < 80, report
+    if ROUNDS >= 6:
+        # Over more rounds it keeps rising for a while (partly freed memory that glibc keeps
+        # in its per-thread arenas: malloc_trim gives back 20-30 MB), then levels off: the
+        # last three rounds set no new high. Seen: 899, 914, 931, 931, 932, 949, 971, 965,
+        # 970, 966 MB after each of ten rounds.
+        assert max(after[-3:]) - max(after[:-3]) < 20, report
 
 
 def check_round(
