@@ -3,6 +3,7 @@ folder, and who can reach the page."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -236,6 +237,41 @@ def test_planted_code_and_pickles_in_the_index_folder_are_never_run(
     shutil.copy(version / "evil.npy", version / "lexical" / "data.csc.index.npy")
     assert cli(["search", "Who is Roman Kostenko?", "--index-dir", str(index_dir)]) == 1
     assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_manifest_naming_a_model_that_holds_a_pickle_is_refused_without_running_it(
+    hostile: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An index folder handed over by someone else names its embedding model in its manifest;
+    # here that "model" sits in the index folder, its weights a pickle that would write a file.
+    index_dir = tmp_path / "index"
+    shutil.copytree(hostile.config.index_dir, index_dir)
+    version = store.current_folder(index_dir)
+    model = version / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        '{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, '
+        '"num_attention_heads": 1, "intermediate_size": 37, "vocab_size": 100}'
+    )
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(95)]
+    (model / "vocab.txt").write_text("\n".join(words))
+    marker = tmp_path / "RAN"
+
+    class Planted:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps(Planted()))
+    manifest = json.loads((version / store.MANIFEST).read_text(encoding="utf-8"))
+    manifest["embed_model"] = manifest["settings"]["embed_model"] = str(model)
+    (version / store.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+    assert cli(["search", "Who is Roman Kostenko?", "--index-dir", str(index_dir)]) == 1
+    assert "error: cannot load embedding model" in capsys.readouterr().err
+    assert not marker.exists()  # torch reads weights only, never unpickling objects
 
 
 # -- who can reach the page -------------------------------------------------------------------
