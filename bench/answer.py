@@ -149,10 +149,10 @@ def _record_prompts(llm: object, prompts: list) -> None:
     """Keep each prompt the engine sends to the model, with its generation options."""
     real = llm.stream
 
-    def stream(prompt: str, max_tokens: int = 256, temperature: float = 0.0, stop=(), **kw):  # noqa: ANN001, ANN202
-        if kw.get("prefix"):  # the answer's prompt, not the follow-up rewrite's
+    def stream(prompt: str, max_tokens: int = 256, temperature: float = 0.0, stop=(), prefix=""):  # noqa: ANN001, ANN202
+        if prefix:  # the answer's prompt, not the follow-up rewrite's
             prompts.append((prompt, {"max_tokens": max_tokens, "stop": list(stop)}))
-        return real(prompt, max_tokens, temperature, stop, **kw)
+        return real(prompt, max_tokens, temperature, stop, prefix)
 
     llm.stream = stream
 
