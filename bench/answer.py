@@ -152,7 +152,8 @@ def _record_prompts(llm: object, prompts: list) -> None:
     def stream(prompt: str, max_tokens: int = 256, temperature: float = 0.0, stop=(), prefix=""):  # noqa: ANN001, ANN202
         if prefix:  # the answer's prompt, not the follow-up rewrite's
             prompts.append((prompt, {"max_tokens": max_tokens, "stop": list(stop)}))
-        return real(prompt, max_tokens, temperature, stop, prefix)
+        extra = {"prefix": prefix} if prefix else {}  # the "before" checkout has no prefix
+        return real(prompt, max_tokens, temperature, stop, **extra)
 
     llm.stream = stream
 
