@@ -51,9 +51,9 @@ def run(quick: bool = False) -> dict:
         )
         before = _before(Path(tmp), quick)
     llama_index = _llama_index(questions)
-    raw = measure.PROJECT / "artifacts" / "bench-answer.json"  # every answer, for a closer look
-    raw.parent.mkdir(exist_ok=True)
-    raw.write_text(json.dumps({"after": after, "before": before, "llama_index": llama_index}))
+    dump = measure.PROJECT / "artifacts" / "bench-answer.json"  # every answer, for a closer look
+    dump.parent.mkdir(exist_ok=True)
+    dump.write_text(json.dumps({"after": after, "before": before, "llama_index": llama_index}))
     targets = _write_answer(began, after)
     _write_speed(began, questions, before, after, llama_index)
     return {"after": after, "before": before, "llama_index": llama_index, "targets": targets}

@@ -269,8 +269,8 @@ def _write(began, bare, numpy, rag_import, wall, asks, warm, chat, sizes, repeat
         f"\n**Memory of `rag chat`** (started on 127.0.0.1 with the default models, one question "
         f"asked through `gradio_client`; peak = the process's VmHWM"
         f"{' plus its children' if chat['children'] else ''}). The model files are "
-        f"{sizes['llm_mb']:,.0f} MB (GGUF, read into memory by llama.cpp: `use_mmap=False`) and {sizes['embed_mb']:,.0f} "
-        "MB (MiniLM weights).\n\n"
+        f"{sizes['llm_mb']:,.0f} MB (GGUF, read into memory by llama.cpp: `use_mmap=False`) "
+        f"and {sizes['embed_mb']:,.0f} MB (MiniLM weights).\n\n"
     )
     body += report.table(
         ["what", "MB", "ratio"],
