@@ -88,8 +88,9 @@ def run(
         rows.append(_ask(engine, q, doc_of, depth, config.k, retrieval_only))
     asked_at = time.perf_counter()
 
-    settings = {"retrieval_only": retrieval_only, "limit": limit, "seed": seed, "depth": depth}
-    settings.update(_jsonable(asdict(engine.config)))
+    # The sample's seed is named apart from the answer model's sampling seed (`Config.seed`).
+    settings = {"retrieval_only": retrieval_only, "limit": limit, "sample_seed": seed}
+    settings.update(depth=depth, **_jsonable(asdict(engine.config)))
     if retrieval_only:
         settings["model"] = None  # not loaded
     commit, dirty = _git()
