@@ -173,7 +173,7 @@ def test_seed_questions_get_answer_metrics_from_the_small_model(
     config = Config.load(index_dir=tmp_path / "index", model="smollm2-135m", retrieval="dense")
     Engine(config).build([corpus])
 
-    report = run(questions, config, limit=3, seed=7, progress=False)
+    report = run(questions, config, limit=3, seed=2, progress=False)
 
     overall = report["overall"]
     assert overall["questions"] == overall["answered"] == 3
@@ -187,4 +187,4 @@ def test_seed_questions_get_answer_metrics_from_the_small_model(
         assert all(doc.endswith(".txt") for doc in row["citations"])
     assert report["settings"]["model"] == "smollm2-135m"
     # The sample can be drawn again: its seed is not overwritten by the model's sampling seed.
-    assert report["settings"]["limit"] == 3 and report["settings"]["sample_seed"] == 7
+    assert report["settings"]["limit"] == 3 and report["settings"]["sample_seed"] == 2
