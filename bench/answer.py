@@ -160,6 +160,7 @@ def _record_prompts(llm: object, prompts: list) -> None:
 
 def _forget(llm: object) -> None:
     llm._llama.reset()  # nothing cached: the next prompt is read from its first token
+    llm._saved = None  # nor a saved state of the system prompt to restore
 
 
 def _raw_model(llm: object, lookup: bool = False) -> object:

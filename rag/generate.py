@@ -74,6 +74,10 @@ class LLM:
         self._lock = threading.Lock()
         # How the cached prompt was read: its fixed-prefix length and its token count.
         self._read: tuple[int, int] = (0, 0)
+        # The last fixed prefix read and the model's state just after it, restored when another
+        # prompt (a follow-up's rewrite) has pushed it out of the cache: 0.2 s instead of
+        # reading it again (1.8 s for the default system prompt here).
+        self._saved: tuple[list[int], object] | None = None
         self.last_stats: dict = {}
 
     def format_chat(self, messages: list[dict]) -> str:
@@ -164,6 +168,7 @@ class LLM:
     def close(self) -> None:
         """Free the model's memory now rather than at garbage collection."""
         with self._lock:
+            self._saved = None
             self._llama.close()
 
     def _stream(
@@ -181,8 +186,14 @@ class LLM:
             self._read = (fixed, len(tokens))
             if cached < fixed:
                 # The fixed prefix is read on its own, so its state ends exactly where the
-                # next prompt's own text begins and can be reused whole.
-                llama.eval(tokens[cached:fixed])
+                # next prompt's own text begins and can be reused whole. It is read on the
+                # same schedule every time, so its saved state is the one a read would give.
+                if self._saved is not None and self._saved[0] == tokens[:fixed]:
+                    llama.load_state(self._saved[1])
+                    cached = fixed
+                else:
+                    llama.eval(tokens[cached:fixed])
+                    self._saved = (tokens[:fixed], llama.save_state())
             sampled: list[float] = []  # time of each token drawn, EOS included
 
             def count(_ids: object, _logits: object) -> bool:

@@ -119,6 +119,24 @@ def test_a_declared_prefix_is_reused_whole_and_answers_stay_the_same(
     fresh.close()
 
 
+def test_a_prefix_pushed_out_by_another_prompt_is_restored_and_answers_stay_the_same(
+    llm: LLM, smollm2_path: Path
+) -> None:
+    # As in a chat follow-up: the question's rewrite (another system turn) runs between two
+    # answers, and the answer's system turn comes back from its saved state, not read again.
+    prefix = llm.chat_prefix(LONG_SYSTEM)
+    fixed = len(llm.tokenize(prefix))
+    llm.generate(chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4, prefix=prefix)
+    llm.generate(chat(llm, "Say hello."), max_tokens=4)
+    question = chat(llm, "Which garden is fox 5 in?", LONG_SYSTEM)
+    warm = llm.generate(question, max_tokens=24, prefix=prefix)
+    assert llm.last_stats["cached_tokens"] == llm.last_stats["prefix_tokens"] == fixed
+    fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
+    assert fresh.generate(question, max_tokens=24, prefix=prefix) == warm
+    assert fresh.last_stats["cached_tokens"] == 0  # read, not restored: nothing was saved
+    fresh.close()
+
+
 def test_cached_tokens_are_reused_only_at_batch_starts_read_the_same_way() -> None:
     # (fixed prefix, prompt tokens) before and now; the schedule is 0, 64, ..., f, f+64, ...
     assert _reusable(300, (150, 400), (150, 500)) == 278  # f + 2*64, below the shared 300
