@@ -86,7 +86,7 @@ def worker(src: Path, index_dir: Path, raw: bool, quick: bool) -> dict:
         if raw and prompts:
             text, options = prompts[-1]
             row["raw"] = _raw_call(rawllm, text, options)
-            _forget(llm)
+            llm.forget()  # nothing cached or saved: the same prompt read cold
             row["cold"] = _timed(engine, q)  # ours with nothing cached, the same prompt
         rows.append(row)
     if raw:
@@ -156,11 +156,6 @@ def _record_prompts(llm: object, prompts: list) -> None:
         return real(prompt, max_tokens, temperature, stop, **extra)
 
     llm.stream = stream
-
-
-def _forget(llm: object) -> None:
-    llm._llama.reset()  # nothing cached: the next prompt is read from its first token
-    llm._saved = None  # nor a saved state of the system prompt to restore
 
 
 def _raw_model(llm: object, lookup: bool = False) -> object:

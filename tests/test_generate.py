@@ -137,6 +137,15 @@ def test_a_prefix_pushed_out_by_another_prompt_is_restored_and_answers_stay_the_
     fresh.close()
 
 
+def test_forget_makes_the_next_prompt_read_cold_with_the_same_answer(llm: LLM) -> None:
+    prefix = llm.chat_prefix(LONG_SYSTEM)
+    question = chat(llm, "Where does fox 9 sleep?", LONG_SYSTEM)
+    warm = llm.generate(question, max_tokens=16, prefix=prefix)
+    llm.forget()
+    assert llm.generate(question, max_tokens=16, prefix=prefix) == warm
+    assert llm.last_stats["cached_tokens"] == 0  # neither the cache nor the saved prefix
+
+
 def test_cached_tokens_are_reused_only_at_batch_starts_read_the_same_way() -> None:
     # (fixed prefix, prompt tokens) before and now; the schedule is 0, 64, ..., f, f+64, ...
     assert _reusable(300, (150, 400), (150, 500)) == 278  # f + 2*64, below the shared 300
