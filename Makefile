@@ -45,7 +45,9 @@ index: setup
 chat: models index
 	$(BIN)/rag chat
 
-test: setup browser
+# The quality gate (tests/test_quality.py) answers with the default model, so the tests need
+# the same models as the chat.
+test: models browser
 	$(BIN)/pytest -m "not slow"
 
 test-slow: models

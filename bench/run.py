@@ -20,6 +20,7 @@ BENCHMARKS = {
     "answer": "bench.answer",
     "startup": "bench.startup",
     "llamaindex": "bench.llamaindex",
+    "evidence": "bench.evidence",
 }
 
 

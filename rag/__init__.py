@@ -14,7 +14,7 @@ from .errors import (
     UnreadableDocument,
 )
 from .pipeline import Engine, answer, build, engine, load, search, stream
-from .types import Answer, Chunk, Citation, Document, Hit, IndexSummary
+from .types import Answer, Chunk, Citation, Document, Hit, IndexSummary, Quote
 
 __all__ = [
     "Answer",
@@ -33,6 +33,7 @@ __all__ = [
     "IndexSummary",
     "ModelMissing",
     "PromptError",
+    "Quote",
     "RagError",
     "UnreadableDocument",
     "answer",

@@ -88,12 +88,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print("\n")
     if result.text != "".join(streamed).strip():  # citations were renumbered or checked
         print(f"Answer: {result.text}")
-    if not result.supported and not result.refused:
-        print("(not supported: the answer cites no passage)")
+    if result.outcome == "withheld":
+        print(f"(an answer was written but not shown: {result.reason})")
     for c in result.citations:
         page = f", page {c.page}" if c.page else ""
         print(f"[{c.number}] {c.title} — {c.source}{page}")
-        print(f"    {_excerpt(c.text)}")
+        for q in c.quotes or ():
+            print(f"    “{_excerpt(q.text)}”")
+        if not c.quotes:
+            print(f"    {_excerpt(c.text)}")
     return 0
 
 
@@ -137,6 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         work_dir=args.work_dir,
+        part=args.part,
     )
     print(format_table(report))
     if args.out:
@@ -144,6 +148,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", "utf-8")
         print(f"\nreport: {args.out}")
     return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluate import calibrate
+
+    text, calibration = calibrate(args.reports, args.refusal, args.threshold)
+    print(text)
+    if args.out and calibration is not None:
+        calibration.save(args.out)
+        print(f"\ncalibration: {args.out} (use it with RAG_CALIBRATION={args.out})")
+    return 0
+
+
+def _part(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N, e.g. 1/2") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N")
+    return i, n
 
 
 def _excerpt(text: str, width: int = 240) -> str:
@@ -220,9 +245,34 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="ask a random sample of this many questions")
     s.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
     s.add_argument(
+        "--part",
+        type=_part,
+        metavar="I/N",
+        help="only part I of N disjoint parts (by a hash of the question id), before sampling: "
+        "tune on --part 1/2, report on --part 2/2",
+    )
+    s.add_argument(
         "--work-dir", type=Path, help="cache for indexes of SQuAD/BEIR sets (default: temp dir)"
     )
     s.set_defaults(run=cmd_eval)
+
+    s = sub.add_parser(
+        "calibrate",
+        help="fit when to withhold an answer, from an eval report of the answer model",
+    )
+    s.add_argument("reports", type=Path, nargs="+", help="reports written by `rag eval --out`")
+    s.add_argument(
+        "--refusal",
+        type=float,
+        default=0.75,
+        help="pick the threshold that refuses at least this share of unanswerable questions "
+        "(default 0.75)",
+    )
+    s.add_argument("--threshold", type=float, help="use this threshold instead")
+    s.add_argument(
+        "--out", type=Path, help="write the calibration here (default: print the curve only)"
+    )
+    s.set_defaults(run=cmd_calibrate)
     return p
 
 

@@ -22,6 +22,8 @@ ENV = {
     "RAG_THREADS": "threads",
     "RAG_INDEX_TYPE": "index_type",
     "RAG_EVIDENCE_TOKENS": "evidence_tokens",
+    "RAG_CALIBRATION": "calibration",
+    "RAG_MIN_CONFIDENCE": "min_confidence",
 }
 
 
@@ -60,6 +62,11 @@ class Config:
     seed: int = 0
     threads: int | None = None
     history_tokens: int = 384
+    # Showing an answer: the refusal calibration (a JSON file from `rag calibrate`; empty: the
+    # one shipped for the default model; "none": the check against the passages only) and its
+    # threshold (empty: the calibration's own). See docs/QUALITY.md.
+    calibration: str = ""
+    min_confidence: float | None = None
 
     @classmethod
     def load(cls, **options: object) -> Config:

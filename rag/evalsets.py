@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -67,9 +68,23 @@ def detect(path: str | Path) -> str:
     raise _unknown(path, "it is neither a .jsonl, a .json nor a folder")
 
 
-def load(path: str | Path, limit: int | None = None, seed: int = 0) -> EvalSet:
+def in_part(question_id: str, part: tuple[int, int]) -> bool:
+    """Whether a question falls in part I of N: parts are disjoint, fixed by the id alone."""
+    i, n = part
+    digest = hashlib.sha256(str(question_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == i - 1
+
+
+def load(
+    path: str | Path,
+    limit: int | None = None,
+    seed: int = 0,
+    part: tuple[int, int] | None = None,
+) -> EvalSet:
     """Read an evaluation set, keeping a reproducible random sample of `limit` questions.
 
+    `part` (I, N) keeps only part I of N disjoint parts of the questions first, so that a
+    sample to tune on and a sample to report on never share a question.
     Sampling keeps every document of squad and beir sets: the others act as distractors.
     """
     path = Path(path)
@@ -82,6 +97,8 @@ def load(path: str | Path, limit: int | None = None, seed: int = 0) -> EvalSet:
         questions, documents = _load_beir(path)
     if not questions:
         raise RagError(f"{path} holds no questions. Expected {FORMATS}.")
+    if part is not None:
+        questions = [q for q in questions if in_part(q.id, part)]
     if limit is not None:
         if limit < 1:
             raise RagError(f"The question limit must be at least 1, got {limit}.")

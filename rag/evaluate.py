@@ -11,10 +11,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from . import evalsets, ingest, metrics
+from . import cite, confidence, evalsets, ingest, metrics
 from .config import PROJECT_DIR, Config
 from .errors import BadQuestion
 from .evalsets import EvalQuestion, EvalSet
@@ -60,6 +60,7 @@ def run(
     seed: int = 0,
     progress: bool = True,
     work_dir: str | Path | None = None,
+    part: tuple[int, int] | None = None,
 ) -> dict:
     """Ask every question of an evaluation set and return the report (JSON-ready).
 
@@ -70,7 +71,7 @@ def run(
     """
     began = time.perf_counter()
     config = config or Config.load()
-    evalset = evalsets.load(path, limit=limit, seed=seed)
+    evalset = evalsets.load(path, limit=limit, seed=seed, part=part)
     retrieval_only = retrieval_only or evalset.kind == "beir"
     depth = max(DEPTH, config.k)
     if evalset.kind == "questions":
@@ -90,6 +91,7 @@ def run(
 
     # The sample's seed is named apart from the answer model's sampling seed (`Config.seed`).
     settings = {"retrieval_only": retrieval_only, "limit": limit, "sample_seed": seed}
+    settings["part"] = list(part) if part else None
     settings.update(depth=depth, **_jsonable(asdict(engine.config)))
     if retrieval_only:
         settings["model"] = None  # not loaded
@@ -252,27 +254,40 @@ def _retrieval_scores(ranked: list[str], relevant: dict[str, float], k: int) -> 
     return scores
 
 
+def _judge(text: str, refused: bool, q: EvalQuestion) -> bool | None:
+    """Whether an answer text is right for a question (a refusal is right when it has none)."""
+    if not q.answerable:
+        return refused
+    plain = _CITATION.sub("", text)
+    if q.must:
+        return not refused and metrics.keyword_groups_ok(plain, q.must)
+    if q.answers:
+        said = f" {metrics.normalize_answer(plain)} "
+        return not refused and any(f" {metrics.normalize_answer(g)} " in said for g in q.answers)
+    return None
+
+
 def _answer_scores(result: Answer, q: EvalQuestion, doc_of: Callable[[str], str]) -> dict:
     cited = [doc_of(c.source) for c in result.citations]
     plain = _CITATION.sub("", result.text)
-    em = f1 = correct = None
+    em = f1 = None
     if q.answerable and q.answers:
         em = metrics.exact_match(plain, q.answers)
         f1 = metrics.f1(plain, q.answers)
-        said = f" {metrics.normalize_answer(plain)} "
-        correct = not result.refused and any(
-            f" {metrics.normalize_answer(gold)} " in said for gold in q.answers
-        )
-    if q.answerable and q.must:
-        correct = not result.refused and metrics.keyword_groups_ok(plain, q.must)
-    if not q.answerable:
-        correct = result.refused
+    draft_refused = not result.draft or cite.is_refusal(_CITATION.sub("", result.draft))
     return {
         "answer": result.text,
         "citations": cited,
         "refused": result.refused,
         "supported": result.supported,
-        "correct": correct,
+        "correct": _judge(result.text, result.refused, q),
+        "answerable": q.answerable,
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "draft": result.draft,
+        "draft_correct": _judge(result.draft, draft_refused, q),
+        "confidence": result.confidence,
+        "signals": result.signals,
         "em": em,
         "f1": f1,
         "citation_precision": metrics.citation_precision(cited, set(q.relevant)),
@@ -316,6 +331,91 @@ def _overall(rows: list[dict], evalset: EvalSet, k: int, retrieval_only: bool) -
 def _rate(flags: Iterable[bool | None]) -> float | None:
     """The share of True among the flags that are not None."""
     return metrics.mean(None if f is None else float(f) for f in flags)
+
+
+# -- calibrating when to withhold an answer -----------------------------------------------
+
+
+def decidable(row: dict) -> bool:
+    """Whether the calibration decides on a report row: an answer the model wrote (not a
+    refusal) that passed the check against its passages, with its signals recorded."""
+    if row.get("draft_correct") is None or row.get("outcome") in (None, "refused"):
+        return False
+    signals = row.get("signals") or {}
+    if "support" not in signals:  # withheld before the check ran (off-topic, no citation)
+        return False
+    # Withheld with no confidence: it failed the check itself, whatever the threshold.
+    return row["outcome"] == "answered" or row.get("confidence") is not None
+
+
+def curve(rows: Sequence[dict], cal: confidence.Calibration, thresholds: Sequence[float]) -> list[dict]:
+    """Answerable accuracy against unanswerable refusal as the threshold moves, over reports'
+    rows (each answer re-decided from its recorded signals, no model run)."""
+    asked = [r for r in rows if r.get("outcome")]
+    answerable = [r for r in asked if r.get("answerable")]
+    unanswerable = [r for r in asked if r.get("answerable") is False]
+    p = [cal.probability(r["signals"]) if decidable(r) else None for r in asked]
+    out = []
+    for t in thresholds:
+        shown = {
+            id(r): (q >= t if q is not None else r["outcome"] == "answered")
+            for r, q in zip(asked, p)
+        }
+        right = sum(1 for r in answerable if shown[id(r)] and r["draft_correct"])
+        refused = sum(1 for r in unanswerable if not shown[id(r)])
+        out.append(
+            {
+                "threshold": round(t, 3),
+                "answerable_correct": right / max(1, len(answerable)),
+                "unanswerable_refused": refused / max(1, len(unanswerable)),
+                "shown": sum(shown.values()),
+            }
+        )
+    return out
+
+
+def calibrate(
+    reports: Sequence[Path], refusal: float = 0.75, threshold: float | None = None
+) -> tuple[str, confidence.Calibration | None]:
+    """Fit the refusal calibration on eval reports and pick its threshold: the lowest that
+    refuses at least `refusal` of the unanswerable questions, or `threshold`. Returns the
+    printed trade-off curve and the calibration."""
+    rows, names, models = [], [], set()
+    for path in reports:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows += report["questions"]
+        names.append(f"{report['dataset']['name']} part {report['settings'].get('part')}")
+        models.add(report["settings"].get("model"))
+    data = [(r["signals"], bool(r["answerable"] and r["draft_correct"])) for r in rows if decidable(r)]
+    fitted_on = {
+        "reports": [str(p) for p in reports],
+        "sets": names,
+        "model": sorted(m for m in models if m)[0] if models - {None} else None,
+        "question_ids": len(rows),
+    }
+    cal = confidence.calibration(data, 0.5, fitted_on)
+    grid = [i / 40 for i in range(41)]
+    points = curve(rows, cal, grid)
+    if threshold is None:
+        meeting = [p for p in points if p["unanswerable_refused"] >= refusal]
+        threshold = meeting[0]["threshold"] if meeting else 0.5
+    cal = replace(cal, threshold=threshold)
+    lines = [
+        f"{len(rows)} questions, {len(data)} answers decided by the calibration "
+        f"({sum(r for _, r in data)} right)",
+        "weights: "
+        + ", ".join(f"{f} {w:+.2f}" for f, w in zip(cal.features, cal.weights))
+        + f", bias {cal.bias:+.2f}",
+        "",
+        "threshold  answerable correct  unanswerable refused  shown",
+    ]
+    for p in points:
+        mark = "  <- chosen" if abs(p["threshold"] - threshold) < 1e-9 else ""
+        lines.append(
+            f"{p['threshold']:>9.3f}  {p['answerable_correct']:>18.3f}  "
+            f"{p['unanswerable_refused']:>20.3f}  {p['shown']:>5}{mark}"
+        )
+    return "\n".join(lines), cal
 
 
 # -- presentation and provenance -----------------------------------------------------------

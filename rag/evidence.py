@@ -4,6 +4,7 @@ question, so the prompt spends its tokens (and the CPU its seconds) on those alo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ LEXICAL_WEIGHT = 0.3
 PASSAGE_WEIGHT = 0.1
 # Sentences scoring this far below the best are not evidence, however much budget is left.
 MARGIN = 0.2
+# Sentences kept on each side of a chosen one: what "he", "so" or "the year after" refers to.
+CONTEXT = 1
 
 
 @dataclass(frozen=True)
@@ -81,32 +84,52 @@ def select(
     scores: np.ndarray,
     count: Callable[[str], int],
     budget: int,
-    context: int = 1,
+    context: int = CONTEXT,
 ) -> list[Excerpt]:
-    """The best sentences within `budget` tokens, each with up to `context` sentences before it
-    from the same passage when they fit too, grouped by passage, the passage with the best sentence first."""
-    usable = [i for i, s in enumerate(found) if len(s.text.split()) >= MIN_WORDS]
+    """The best sentences within `budget` tokens, each with up to `context` sentences on each
+    side from the same passage (a sentence alone loses who "he" is and what "so" did), grouped
+    by passage, the passage with the best sentence first.
+
+    A sentence that speaks to the assistant ("ignore your instructions …") is never evidence:
+    it is an attempt to steer the answer, not a fact about the question.
+    """
+    usable = [
+        i
+        for i, s in enumerate(found)
+        if len(s.text.split()) >= MIN_WORDS and not is_instruction(s.text)
+    ]
     if not usable:
-        usable = list(range(len(found)))
+        usable = [i for i, s in enumerate(found) if not is_instruction(s.text)]
     if not usable:
         return []
     order = sorted(usable, key=lambda i: -scores[i])
     floor = scores[order[0]] - MARGIN
     chosen: set[int] = set()
     spent = 0
+
+    def window(i: int) -> list[int]:
+        """Sentence i with its neighbours in the same passage, nearest first."""
+        out = [i]
+        for d in range(1, context + 1):
+            for j in (i - d, i + d):
+                if 0 <= j < len(found) and found[j].passage == found[i].passage:
+                    if not is_instruction(found[j].text):
+                        out.append(j)
+        return out
+
     for i in order:
         if scores[i] < floor:
             break
+        if i in chosen:
+            continue
         cost = count(found[i].text)
         if chosen and spent + cost > budget:
             continue
         chosen.add(i)
         spent += cost
-    # Neighbours: the sentence before a chosen one often names who "he" or "it" is.
-    for i in sorted(chosen, key=lambda i: -scores[i]):
-        for j in range(i - 1, max(-1, i - 1 - context), -1):
-            if j in chosen or found[j].passage != found[i].passage:
-                break
+        for j in window(i)[1:]:
+            if j in chosen:
+                continue
             cost = count(found[j].text)
             if spent + cost > budget:
                 break
@@ -124,3 +147,26 @@ def select(
             parts.append(found[i].text)
         excerpts.append(Excerpt(hit, " ".join(parts), float(max(scores[i] for i in mine))))
     return sorted(excerpts, key=lambda e: -e.score)
+
+
+# Sentences addressed to an assistant rather than to a reader: orders to drop its rules, to
+# answer with something fixed, or to play a new role. Documents about prompt injection lose
+# these sentences from the evidence too; that is the price of never passing them on.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:your|the|previous|prior|"
+    r"above|earlier)\s+(?:\w+\s+)?(?:instructions|rules|prompt)"
+    r"|\b(?:reply|respond|answer)\s+(?:only\s+)?(?:with|by\s+saying)\b[^.]{0,40}\b(?:only|every|"
+    r"all|whatever)\b"
+    r"|\b(?:reply|respond|answer)\s+(?:only|exclusively)\s+with\b"
+    r"|\b(?:respond|reply|answer)\s+to\s+every\s+question\b"
+    r"|\byou\s+are\s+now\s+(?:in|a|an)\b"
+    r"|\bnew\s+(?:rules?|instructions?)\s*(?:from\s+[^:]{0,40})?:"
+    r"|\bnote\s+to\s+(?:the\s+)?(?:ai|assistant|model|llm|chatbot)\b"
+    r"|<\|im_(?:start|end)\|>|\[/?INST\]|<</?SYS>>|###\s*(?:instruction|response)\b",
+    re.IGNORECASE,
+)
+
+
+def is_instruction(text: str) -> bool:
+    """True for a sentence that gives orders to an assistant (a prompt injection)."""
+    return bool(_INSTRUCTION.search(text))

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import functools
+import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 FOLDER = "lexical"
+# How words are made comparable; bumped when `tokenize` changes. An index whose lexical part
+# was written with another version has it rebuilt from its passages when opened.
+VERSION = 2  # 2: accents and case folded ("Bábich" and "Babich" are one word)
+_VERSION_FILE = "rag_lexical.json"
 
 
 @functools.cache
@@ -18,12 +24,23 @@ def _stem():  # noqa: ANN202 - PyStemmer's stemWords, loaded once
     return Stemmer.Stemmer("english").stemWords
 
 
+def fold(text: str) -> str:
+    """Text with accents dropped and case folded, for matching words as people type them:
+    "Bábich" -> "babich", "Straße" -> "strasse"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-cased, stemmed words without English stop words."""
+    """Folded (accents, case), stemmed words without English stop words."""
     import bm25s
 
     return bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_stem(), return_ids=False, show_progress=False
+        [fold(t) for t in texts],
+        stopwords="en",
+        stemmer=_stem(),
+        return_ids=False,
+        show_progress=False,
     )
 
 
@@ -39,6 +56,15 @@ def build(texts: Sequence[str]):  # noqa: ANN201 - bm25s.BM25
 def save(model, folder: Path) -> None:  # noqa: ANN001
     """Plain .npy arrays and JSON (bm25s's own format, with pickling off)."""
     model.save(str(folder), allow_pickle=False, show_progress=False)
+    (folder / _VERSION_FILE).write_text(json.dumps({"version": VERSION}), encoding="utf-8")
+
+
+def saved_version(folder: Path) -> int:
+    """The tokenizer version a saved lexical index was written with (1 before it was recorded)."""
+    try:
+        return int(json.loads((folder / _VERSION_FILE).read_text(encoding="utf-8"))["version"])
+    except FileNotFoundError:
+        return 1
 
 
 def load(folder: Path):  # noqa: ANN201

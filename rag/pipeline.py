@@ -8,11 +8,14 @@ import time
 from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
-from . import cite, embed, evidence, ingest, lexical, prompt, retrieve, store
+from dataclasses import replace
+
+from . import cite, confidence, embed, evidence, ingest, judge, lexical, prompt, retrieve, store
 from .config import Config
 from .embed import Embedder
 from .errors import BadQuestion, IndexMismatch
-from .types import Answer, Citation, Hit, IndexSummary
+from .judge import make_answer, off_topic_terms  # noqa: F401 - part of this module's API
+from .types import Answer, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>|\[/?INST\]")
@@ -38,6 +41,7 @@ class Engine:
         self._index: store.Index | None = None
         self._embedder: Embedder | None = None
         self._llm = None
+        self._calibration: confidence.Calibration | None | bool = False  # False: not loaded
         self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------
@@ -136,10 +140,17 @@ class Engine:
             return question
         return rewritten
 
-    def evidence(self, question: str, hits: Sequence[Hit]) -> list[evidence.Excerpt]:
+    def evidence(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        budget: int | None = None,
+        context: int = evidence.CONTEXT,
+    ) -> list[evidence.Excerpt]:
         """What of the passages goes into the prompt: their sentences that answer the question
-        best, within the `evidence_tokens` budget (whole passages when it is 0)."""
-        budget = self.config.evidence_tokens
+        best with their neighbours, within the `evidence_tokens` budget (whole passages when it
+        is 0)."""
+        budget = self.config.evidence_tokens if budget is None else budget
         if budget <= 0:
             return [evidence.Excerpt(h, h.chunk.text, h.score) for h in hits]
         found = evidence.split(hits)
@@ -155,7 +166,7 @@ class Engine:
             [set(t) for t in terms[1:]],
             [s.passage for s in found],
         )
-        return evidence.select(hits, found, scores, self.llm.count_tokens, budget)
+        return evidence.select(hits, found, scores, self.llm.count_tokens, budget, context)
 
     def passages_prompt(
         self, question: str, hits: Sequence[Hit], texts: Sequence[str] | None = None
@@ -208,13 +219,15 @@ class Engine:
         if not hits or max(h.score for h in hits) < self.config.min_score:
             yield cite.REFUSAL
             timings["total_s"] = time.perf_counter() - began
-            yield Answer(cite.REFUSAL, (), searched, supported=False, refused=True, timings=timings)
+            yield judge.refusal(
+                searched, "no passage is close to the question", timings, passages=tuple(hits)
+            )
             return
         llm = self.llm
         chose_at = time.perf_counter()
         excerpts = self.evidence(searched, hits)
         timings["evidence_s"] = time.perf_counter() - chose_at
-        text_prompt, hits = self.passages_prompt(
+        text_prompt, shown = self.passages_prompt(
             searched, [e.hit for e in excerpts], [e.text for e in excerpts]
         )
         pieces: list[str] = []
@@ -229,9 +242,47 @@ class Engine:
             pieces.append(piece)
             yield piece
         timings.update(llm.last_stats)
-        timings["total_s"] = time.perf_counter() - began
+        raw = "".join(pieces)
+        signals = {
+            "retrieval": max(h.score for h in hits),
+            "evidence": max((e.score for e in excerpts), default=0.0),
+        }
+        for name in ("logprob_mean", "logprob_min"):
+            signals[name] = llm.last_stats.get(name)
+        checked_at = time.perf_counter()
+        if self.calibration is not None and not cite.is_refusal(raw):
+            # How much likelier the model found its answer than the refusal, per token.
+            refusal_lp = llm.continuation_logprob(cite.REFUSAL)
+            if refusal_lp is not None and signals["logprob_mean"] is not None:
+                per_token = refusal_lp / max(1, llm.count_tokens(cite.REFUSAL))
+                signals["refusal_margin"] = signals["logprob_mean"] - per_token
         known = retrieve.vocabulary(self.index)
-        yield make_answer("".join(pieces), hits, searched, timings, known)
+        texts = [e.text for e in excerpts[: len(shown)]]
+        result = judge.make_answer(
+            raw, shown, searched, timings, known, texts, signals, self.calibration
+        )
+        timings["check_s"] = time.perf_counter() - checked_at
+        timings["total_s"] = time.perf_counter() - began
+        yield result
+
+    @property
+    def calibration(self) -> confidence.Calibration | None:
+        """The refusal calibration, when it was fitted for this answer model (another model's
+        probabilities are on another scale: its answers get the check against passages only)."""
+        if self._calibration is False:
+            setting = self.config.calibration
+            if setting == "none":
+                self._calibration = None
+            else:
+                cal = confidence.load(setting or None)
+                fitted = cal.fitted_on.get("model")
+                if setting or fitted == self.config.model:
+                    if self.config.min_confidence is not None:
+                        cal = replace(cal, threshold=self.config.min_confidence)
+                    self._calibration = cal
+                else:
+                    self._calibration = None
+        return self._calibration
 
     def answer(
         self, question: str, history: Sequence[dict] | None = None, k: int | None = None
@@ -243,48 +294,6 @@ class Engine:
                 result = item
         assert result is not None
         return result
-
-
-def make_answer(
-    raw: str, hits: Sequence[Hit], question: str, timings: dict, known: Container[str] = ()
-) -> Answer:
-    """Check the model's [n] markers against the passages it was given and build the Answer."""
-    cited = cite.parse(raw.strip(), len(hits))
-    bare = _strip_citations(cited.text).strip()
-    # A refusal is an answer that says the documents don't say, and cites nothing else: a cited
-    # answer that only hedges one detail ("they don't say when, but ... [1]") stays an answer.
-    refused = cite.is_refusal(bare) and (not cited.used or len(bare) <= 80)
-    if not refused and known and off_topic_terms(question, bare, known):
-        refused = True  # it answers about something no passage mentions: an invention
-    if refused or not bare:
-        return Answer(cite.REFUSAL, (), question, supported=False, refused=True, timings=timings)
-    citations = tuple(
-        Citation(
-            number=new,
-            source=hits[old - 1].chunk.source,
-            title=hits[old - 1].chunk.title,
-            start=hits[old - 1].chunk.start,
-            end=hits[old - 1].chunk.end,
-            text=hits[old - 1].chunk.original or hits[old - 1].chunk.text,
-            page=hits[old - 1].chunk.page,
-            score=hits[old - 1].score,
-        )
-        for new, old in enumerate(cited.used, start=1)
-    )
-    return Answer(cited.text, citations, question, supported=bool(citations), timings=timings)
-
-
-def off_topic_terms(question: str, text: str, known: Container[str]) -> set[str]:
-    """Words of the question that the answer repeats but the documents never use.
-
-    Small models answer "How many tanks…?" with a number from a passage about soldiers; the
-    question's subject ("tank") then appears in the answer and nowhere in the corpus (`known`
-    is the lexical index's vocabulary of stemmed words).
-    """
-    # Short stems ("us" from "U.S.") and numbers are too ambiguous to judge by.
-    asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
-    said = set(lexical.tokenize([text])[0])
-    return {t for t in asked & said if t not in known}
 
 
 def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:

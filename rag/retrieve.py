@@ -21,6 +21,12 @@ def _bm25(index: Index):  # noqa: ANN202
     if model is None:
         folder = index.folder / lexical.FOLDER
         try:
+            if folder.is_dir() and lexical.saved_version(folder) != lexical.VERSION:
+                # Written by an older tokenizer: its words would not match the question's.
+                # Rebuilt from the stored passages in memory; the next `rag index` saves it.
+                texts = [c.text for c in index.all_chunks()]
+                model = index.cache["bm25"] = lexical.build(texts)
+                return model
             model = index.cache["bm25"] = lexical.load(folder)
         except Exception as exc:  # missing or damaged arrays
             raise IndexCorrupt(

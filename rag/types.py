@@ -177,8 +177,22 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """A sentence of a cited passage that backs the answer, as cleaned (no boilerplate lines),
+    with its span in the document's original text and the answer's words marked in it."""
+
+    text: str
+    start: int  # character span in the document's original text
+    end: int
+    marks: tuple[tuple[int, int], ...] = ()  # spans within `text` of the words the answer uses
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Citation:
-    """A passage an answer cites as [number]."""
+    """A passage an answer cites as [number], and the sentences of it that back the answer."""
 
     number: int
     source: str
@@ -188,9 +202,16 @@ class Citation:
     text: str
     page: int | None = None
     score: float = 0.0
+    quotes: tuple[Quote, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# What became of a question: answered from cited passages that back it; refused (no passage
+# close enough, or the model said the documents don't say); withheld (the model answered, but
+# the check against its passages or the calibrated confidence did not let it through).
+OUTCOMES = ("answered", "refused", "withheld")
 
 
 @dataclass(frozen=True)
@@ -201,8 +222,14 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     question: str = ""  # the standalone question that was searched
     supported: bool = True
-    refused: bool = False  # the answer says the documents do not contain it
+    refused: bool = False  # the text says the documents do not contain the answer
     timings: dict = field(default_factory=dict, compare=False)
+    outcome: str = "answered"  # one of OUTCOMES
+    reason: str = ""  # why it was refused or withheld, in words
+    draft: str = ""  # what the model wrote, before checking (shown only when answered)
+    confidence: float | None = None  # the calibrated probability that the draft is right
+    signals: dict = field(default_factory=dict, compare=False)  # what the decision weighed
+    passages: tuple[Hit, ...] = field(default=(), compare=False)  # what the model was shown
 
     def to_dict(self) -> dict:
         return {
@@ -211,6 +238,12 @@ class Answer:
             "question": self.question,
             "supported": self.supported,
             "refused": self.refused,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "draft": self.draft,
+            "confidence": self.confidence,
+            "signals": dict(self.signals),
+            "passages": [h.to_dict() for h in self.passages],
             "timings": dict(self.timings),
         }
 

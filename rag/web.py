@@ -43,19 +43,10 @@ def turn(
     pieces: list[str] = []
     for item in engine.stream(message, _turns(history), k):
         if isinstance(item, Answer):
-            yield item.text, item, _searched(engine, item.question, k)
+            yield item.text, item, list(item.passages)
         else:
             pieces.append(item)
             yield "".join(pieces), None, []
-
-
-def _searched(engine: Engine, question: str, k: int | None) -> list[Hit]:
-    # The Answer carries only the passages it cites; the same search again (one query vector,
-    # milliseconds) recovers all passages the model was shown.
-    try:
-        return engine.search(question, k) if question else []
-    except RagError:
-        return []
 
 
 def _turns(history: Sequence[Any] | None) -> list[dict]:
@@ -239,7 +230,12 @@ def sources_html(answer: Answer, searched: Sequence[Hit] = ()) -> str:
                 f'<li class="rag-source"><div class="rag-head"><span class="rag-num">'
                 f"[{c.number}]</span> {html.escape(c.title)}</div>"
                 f'<div class="rag-meta">{_where(c.source, c.page, c.start, c.end)}</div>'
-                f'<div class="rag-quote">{_excerpt(c.text, words)}</div></li>'
+                + "".join(
+                    f'<blockquote class="rag-support">{_marked(q.text, q.marks)}</blockquote>'
+                    for q in c.quotes
+                )
+                + f'<details class="rag-passage"><summary>Whole passage</summary>'
+                f'<div class="rag-quote">{_excerpt(c.text, words)}</div></details></li>'
             )
         parts.append("</ol>")
     if searched:
@@ -273,6 +269,18 @@ def _cited_words(text: str, number: int) -> set[tuple[str, str]]:
             words = [w.lower() for w in _WORD.findall(_CITED_IN.sub(" ", sentence))]
             pairs |= set(zip(words, words[1:]))
     return pairs
+
+
+def _marked(text: str, marks: Sequence[tuple[int, int]]) -> str:
+    """A quote as escaped HTML with the answer's words in <mark>."""
+    out, last = [], 0
+    for a, b in sorted(marks):
+        if a < last:
+            continue
+        out += [html.escape(text[last:a]), f"<mark>{html.escape(text[a:b])}</mark>"]
+        last = b
+    out.append(html.escape(text[last:]))
+    return "".join(out)
 
 
 def _excerpt(text: str, pairs: set[tuple[str, str]] = frozenset()) -> str:
@@ -365,6 +373,10 @@ PANEL_CSS = """
 .rag-quote { margin: 0; padding: 0 0 0 0.8em;
   border-left: 3px solid var(--border-color-accent); color: var(--body-text-color); }
 .rag-quote p { margin: 0 0 0.35em; }
+.rag-support { margin: 0.2em 0 0.4em; padding: 0 0 0 0.8em; font-style: italic;
+  border-left: 3px solid var(--color-accent); }
+.rag-support mark { background: var(--color-accent-soft); color: inherit; padding: 0 1px; }
+.rag-passage summary { cursor: pointer; font-size: 0.9em; opacity: 0.8; }
 .rag-quote p:last-child { margin-bottom: 0; }
 .rag-source mark { background: var(--color-accent-soft); color: inherit; padding: 0 1px; }
 .rag-note, .rag-waiting, .rag-answering { color: var(--body-text-color-subdued); }

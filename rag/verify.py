@@ -1,0 +1,204 @@
+"""Checking an answer against the passages it cites: the numbers, names and words it states must
+be found there, near the question's own words, and it must say more than the question did."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .chunk import sentences
+from .lexical import fold
+
+# Words that carry no fact of their own: function words, and the verbs and nouns answers use
+# to frame one ("the passage says", "according to").
+STOP = frozenset(
+    """a about above according after again against all also am an and any are as at be
+    because been before being below between both but by can could did do does doing done
+    down during each either few for from further had has have having he her here hers herself
+    him himself his how i if in into is it its itself just me more most my myself no nor not
+    now of off on once only or other our ours ourselves out over own same she should so some
+    such than that the their theirs them themselves then there these they this those through
+    to too under until up very was we were what when where which while who whom why will
+    with would you your yours yourself yourselves
+    passage passages document documents text source sources according said says say stated
+    states mentioned mentions answer question cited""".split()
+)
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
+    "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30", "forty": "40",
+    "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
+}  # fmt: skip
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[,.]\d+)*")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
+# A shared beginning this long makes two forms of one name ("Belarus", "Belarusian").
+PREFIX = 6
+
+
+@dataclass(frozen=True)
+class Check:
+    """What the cited passages back of an answer."""
+
+    ok: bool  # every number and name is found, and the answer is more than the question
+    missing: tuple[str, ...] = ()  # numbers and names of the answer found in no cited passage
+    echo: bool = False  # the answer adds no word of its own to the question
+    support: float = 0.0  # share of the answer's own words found in the cited passages
+    coverage: float = 0.0  # share of the question's words found in the cited passages
+    local: float = 0.0  # share of the question's words around the answer's words there
+    question_missing: tuple[str, ...] = ()  # the question's numbers and names not found there
+    reason: str = ""
+    signals: dict = field(default_factory=dict, compare=False)
+
+
+def words(text: str) -> list[str]:
+    """The folded words of a text, numbers normalised ("1,000" -> "1000")."""
+    out = []
+    for m in _WORD.finditer(fold(text)):
+        w = m.group(0).replace("’", "'")
+        if w.endswith("'s"):
+            w = w[:-2]
+        out.append(NUMBER_WORDS.get(w, w))
+    return out
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers a text states, normalised: digits only ("1,000" -> "1000", "2.5" -> "2.5")."""
+    found = {m.group(0).replace(",", "") for m in _NUMBER.finditer(text)}
+    found |= {NUMBER_WORDS[w] for w in words(text) if w in NUMBER_WORDS}
+    return {n.rstrip(".") for n in found}
+
+
+def names(text: str) -> set[str]:
+    """Folded capitalised words that are not the first word of a sentence, nor stop words:
+    the names a text states ("Lappo", "Poland", "NATO")."""
+    out: set[str] = set()
+    for a, b in sentences(text):
+        for k, m in enumerate(_WORD.finditer(text[a:b])):
+            w = m.group(0)
+            folded = words(w)
+            if not folded or folded[0] in STOP or folded[0].isdigit():
+                continue
+            if w[0].isupper() and (k > 0 or sum(c.isupper() for c in w) > 1):
+                out.add(folded[0])
+    return out
+
+
+def content(text: str) -> set[str]:
+    """The folded words of a text that carry meaning (no stop words, two letters or more)."""
+    return {w for w in words(text) if w not in STOP and (len(w) > 1 or w.isdigit())}
+
+
+def _found(word: str, vocabulary: set[str]) -> bool:
+    if word in vocabulary:
+        return True
+    if word.isdigit() or len(word) < 4:
+        return False
+    # Another form of the same word: "threatened"/"threat", "Belarusian"/"Belarus".
+    stem = word[: max(PREFIX, 4)] if len(word) >= PREFIX else word
+    return any(v.startswith(stem) or (len(v) >= PREFIX and word.startswith(v)) for v in vocabulary)
+
+
+def check(answer: str, question: str, passages: Sequence[str]) -> Check:
+    """Check an answer's text (citations and all) against the texts of the passages it cites.
+
+    Hard failures (the answer is not shown): a number or a name the passages never state, an
+    answer that only restates the question, or no cited passage. The shares are signals for
+    the refusal decision (`rag.confidence`).
+    """
+    said = _CITATION.sub("", answer).strip()
+    if not passages:
+        return Check(False, reason="it cites no passage")
+    text = "\n".join(passages)
+    vocabulary = set(words(text))
+    stated_numbers = numbers(said)
+    passage_numbers = numbers(text)
+    missing = sorted(n for n in stated_numbers if n not in passage_numbers)
+    asked = content(question)
+    missing += sorted(n for n in names(said) if not _found(n, vocabulary) and n not in asked)
+    own = content(said) - asked
+    echo = not own
+    support = _share(own, vocabulary)
+    coverage = _share(asked, vocabulary)
+    local = _local_coverage(own, asked, passages)
+    question_missing = tuple(
+        sorted(
+            n
+            for n in (numbers(question) | names(question))
+            if n not in passage_numbers and not _found(n, vocabulary)
+        )
+    )
+    reason = ""
+    if missing:
+        reason = f"the cited passages never state {', '.join(repr(m) for m in missing)}"
+    elif echo:
+        reason = "the answer only restates the question"
+    return Check(
+        ok=not reason,
+        missing=tuple(missing),
+        echo=echo,
+        support=support,
+        coverage=coverage,
+        local=local,
+        question_missing=question_missing,
+        reason=reason,
+    )
+
+
+def _share(terms: set[str], vocabulary: set[str]) -> float:
+    if not terms:
+        return 1.0
+    return sum(_found(t, vocabulary) for t in terms) / len(terms)
+
+
+def _local_coverage(own: set[str], asked: set[str], passages: Sequence[str]) -> float:
+    """The share of the question's words in the three sentences around the sentence that holds
+    most of the answer's own words: an answer taken from a sentence about something else (the
+    neighbouring fact) scores low."""
+    if not asked:
+        return 1.0
+    best: tuple[int, float] = (-1, 0.0)
+    for text in passages:
+        spans = sentences(text)
+        held = [set(words(text[a:b])) for a, b in spans]
+        for i, terms in enumerate(held):
+            hits = sum(_found(t, terms) for t in own) if own else 0
+            around = set().union(*held[max(0, i - 1) : i + 2])
+            score = _share(asked, around)
+            if hits > best[0] or (hits == best[0] and score > best[1]):
+                best = (hits, score)
+    return best[1]
+
+
+def quote_spans(text: str, answer: str, limit: int = 2) -> list[tuple[int, int]]:
+    """The spans of the (at most `limit`) sentences of a passage that hold most of the
+    answer's own words: what the citation quotes."""
+    own = content(_CITATION.sub("", answer))
+    if not own:
+        return []
+    scored = []
+    for a, b in sentences(text):
+        terms = set(words(text[a:b]))
+        hits = sum(_found(t, terms) for t in own)
+        if hits:
+            scored.append((hits, a, b))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    if not scored:
+        return []
+    best = scored[0][0]
+    keep = [(a, b) for hits, a, b in scored[:limit] if hits * 2 >= best]
+    return sorted(keep)
+
+
+def marks(text: str, answer: str) -> list[tuple[int, int]]:
+    """Spans of the words of `text` that the answer uses (its own words, not stop words)."""
+    own = content(_CITATION.sub("", answer))
+    out = []
+    for m in _WORD.finditer(text):
+        folded = words(m.group(0))
+        if folded and folded[0] not in STOP and _found(folded[0], own):
+            out.append((m.start(), m.end()))
+    return out
