@@ -54,7 +54,7 @@ class Config:
     # Answering.
     # The prompt gets the sentences of the k passages that answer best, up to this many tokens
     # in all (0: the whole passages). See docs/BENCHMARKS.md, "Seed questions: before and after".
-    evidence_tokens: int = 160
+    evidence_tokens: int = 240
     model: str = "qwen2.5-coder-1.5b"
     n_ctx: int = 4096
     max_tokens: int = 160  # answers are one to three sentences; a runaway loop stops here

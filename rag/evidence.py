@@ -20,6 +20,8 @@ LEXICAL_WEIGHT = 0.3
 PASSAGE_WEIGHT = 0.1
 # Sentences scoring this far below the best are not evidence, however much budget is left.
 MARGIN = 0.2
+# Words that label a line of a dialogue rather than say anything ("Question: …").
+LABELS = frozenset({"question", "answer", "q", "a", "user", "assistant", "system"})
 # Sentences kept on each side of a chosen one: what "he", "so" or "the year after" refers to.
 CONTEXT = 1
 
@@ -69,13 +71,20 @@ def score(
     passages: Sequence[int],
 ) -> np.ndarray:
     """Each sentence's score: cosine to the question, plus the share of the question's words it
-    uses, plus a little for coming from a better-ranked passage."""
+    uses, plus a little for coming from a better-ranked passage; minus infinity for a sentence
+    that says nothing but the question's own words."""
     dense = sentence_vectors @ question_vector.reshape(-1)
     share = np.array(
         [len(question_terms & terms) / max(1, len(question_terms)) for terms in sentence_terms]
     )
     rank = np.array([1.0 / (1 + p) for p in passages])
-    return dense + LEXICAL_WEIGHT * share + PASSAGE_WEIGHT * rank
+    scores = dense + LEXICAL_WEIGHT * share + PASSAGE_WEIGHT * rank
+    # A sentence that only repeats the question's words ("Question: What did Lappo threaten?")
+    # answers nothing, however close it is; it would also crowd out the sentences that do.
+    echo = np.array(
+        [bool(terms - LABELS) and terms - LABELS <= question_terms for terms in sentence_terms]
+    )
+    return np.where(echo, -np.inf, scores) if len(scores) else scores
 
 
 def select(
@@ -93,13 +102,10 @@ def select(
     A sentence that speaks to the assistant ("ignore your instructions …") is never evidence:
     it is an attempt to steer the answer, not a fact about the question.
     """
-    usable = [
-        i
-        for i, s in enumerate(found)
-        if len(s.text.split()) >= MIN_WORDS and not is_instruction(s.text)
-    ]
+    allowed = [i for i, s in enumerate(found) if np.isfinite(scores[i]) and not is_instruction(s.text)]
+    usable = [i for i in allowed if len(found[i].text.split()) >= MIN_WORDS]
     if not usable:
-        usable = [i for i, s in enumerate(found) if not is_instruction(s.text)]
+        usable = allowed
     if not usable:
         return []
     order = sorted(usable, key=lambda i: -scores[i])
@@ -113,7 +119,7 @@ def select(
         for d in range(1, context + 1):
             for j in (i - d, i + d):
                 if 0 <= j < len(found) and found[j].passage == found[i].passage:
-                    if not is_instruction(found[j].text):
+                    if np.isfinite(scores[j]) and not is_instruction(found[j].text):
                         out.append(j)
         return out
 
@@ -162,7 +168,8 @@ _INSTRUCTION = re.compile(
     r"|\byou\s+are\s+now\s+(?:in|a|an)\b"
     r"|\bnew\s+(?:rules?|instructions?)\s*(?:from\s+[^:]{0,40})?:"
     r"|\bnote\s+to\s+(?:the\s+)?(?:ai|assistant|model|llm|chatbot)\b"
-    r"|<\|im_(?:start|end)\|>|\[/?INST\]|<</?SYS>>|###\s*(?:instruction|response)\b",
+    r"|<\|(?:im_start|im_end|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?passage\b"
+    r"|###\s*(?:instruction|response)\b",
     re.IGNORECASE,
 )
 

@@ -211,12 +211,14 @@ class LLM:
             logprobs: list[float] = []  # log-probability of each token drawn (greedy: the top)
             self._first_logits = None
 
-            def count(_ids: object, logits: object) -> bool:
+            def count(_ids: object, _logits: object) -> bool:
                 sampled.append(time.perf_counter())
                 if greedy:
-                    row = np.asarray(logits, dtype=np.float64)
+                    # The logits llama-cpp-python passes here are only kept with logits_all;
+                    # the context still holds those the token was just drawn from.
+                    row = self._last_logits()
                     if self._first_logits is None:
-                        self._first_logits = row.copy()
+                        self._first_logits = row
                     top = row.max()
                     logprobs.append(float(-np.log(np.exp(row - top).sum())))
                 return False
@@ -283,10 +285,16 @@ class LLM:
             llama.n_tokens = len(prompt)
             for previous, token in zip(tokens, tokens[1:]):
                 llama.eval([previous])
-                total += _logprob(np.asarray(llama.scores[llama.n_tokens - 1]), token)
+                total += _logprob(self._last_logits(), token)
             # The cache now ends with these tokens, not the answer; the next prompt's reuse is
             # bounded by _reusable to the last prompt's own batches, so it is unaffected.
             return float(total)
+
+    def _last_logits(self) -> np.ndarray:
+        """The logits of the last token the model read (a copy, as float64)."""
+        llama = self._llama
+        row = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+        return row.astype(np.float64)
 
     def _token_text(self, token: int) -> str:
         if token == -1:
@@ -294,8 +302,7 @@ class LLM:
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
 
-def _logprob(logits: np.ndarray, token: int) -> float:
-    row = np.asarray(logits, dtype=np.float64)
+def _logprob(row: np.ndarray, token: int) -> float:
     top = row.max()
     return float(row[token] - top - np.log(np.exp(row - top).sum()))
 

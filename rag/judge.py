@@ -79,6 +79,14 @@ def make_answer(
         )
     texts = [_with_title(hits[n - 1], shown[n - 1]) for n in used]
     check = verify.check(bare, question, texts)
+    if not check.ok and not check.echo:
+        # Small models also cite the wrong number: a passage they were shown that backs the
+        # answer whole is cited instead.
+        best = _best_backing(bare, question, hits, shown)
+        if best is not None:
+            used = [best]
+            text = _append_marker(strip_citations(cited.text), 1)
+            check = verify.check(bare, question, [_with_title(hits[best - 1], shown[best - 1])])
     signals.update(
         support=check.support,
         coverage=check.coverage,

@@ -250,10 +250,10 @@ class Engine:
         for name in ("logprob_mean", "logprob_min"):
             signals[name] = llm.last_stats.get(name)
         checked_at = time.perf_counter()
-        if self.calibration is not None and not cite.is_refusal(raw):
+        if not cite.is_refusal(raw) and signals["logprob_mean"] is not None:
             # How much likelier the model found its answer than the refusal, per token.
             refusal_lp = llm.continuation_logprob(cite.REFUSAL)
-            if refusal_lp is not None and signals["logprob_mean"] is not None:
+            if refusal_lp is not None:
                 per_token = refusal_lp / max(1, llm.count_tokens(cite.REFUSAL))
                 signals["refusal_margin"] = signals["logprob_mean"] - per_token
         known = retrieve.vocabulary(self.index)
@@ -271,7 +271,7 @@ class Engine:
         probabilities are on another scale: its answers get the check against passages only)."""
         if self._calibration is False:
             setting = self.config.calibration
-            if setting == "none":
+            if setting == "none" or not (setting or confidence.DEFAULT.is_file()):
                 self._calibration = None
             else:
                 cal = confidence.load(setting or None)

@@ -24,6 +24,11 @@ STOP = frozenset(
     passage passages document documents text source sources according said says say stated
     states mentioned mentions answer question cited""".split()
 )
+OPENERS = frozenset(
+    """yes no approximately roughly nearly almost around over under however although also
+    instead first firstly second finally yet still many several most some among unlike like
+    while since though unless whether""".split()
+)
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -48,7 +53,7 @@ class Check:
     echo: bool = False  # the answer adds no word of its own to the question
     support: float = 0.0  # share of the answer's own words found in the cited passages
     coverage: float = 0.0  # share of the question's words found in the cited passages
-    local: float = 0.0  # share of the question's words around the answer's words there
+    local: float = 0.0  # share of the question's words in the sentence the answer comes from
     question_missing: tuple[str, ...] = ()  # the question's numbers and names not found there
     reason: str = ""
     signals: dict = field(default_factory=dict, compare=False)
@@ -68,7 +73,7 @@ def words(text: str) -> list[str]:
 def numbers(text: str) -> set[str]:
     """The numbers a text states, normalised: digits only ("1,000" -> "1000", "2.5" -> "2.5")."""
     found = {m.group(0).replace(",", "") for m in _NUMBER.finditer(text)}
-    found |= {NUMBER_WORDS[w] for w in words(text) if w in NUMBER_WORDS}
+    found |= {NUMBER_WORDS[m.group(0)] for m in _WORD.finditer(fold(text)) if m.group(0) in NUMBER_WORDS}
     return {n.rstrip(".") for n in found}
 
 
@@ -82,8 +87,14 @@ def names(text: str) -> set[str]:
             folded = words(w)
             if not folded or folded[0] in STOP or folded[0].isdigit():
                 continue
-            if w[0].isupper() and (k > 0 or sum(c.isupper() for c in w) > 1):
-                out.add(folded[0])
+            if not w[0].isupper():
+                continue
+            # A sentence's first word is capitalised anyway: a name unless it is a common
+            # opener ("Yes", "Approximately", "Threatened").
+            opener = k == 0 and sum(c.isupper() for c in w) == 1
+            if opener and (folded[0] in OPENERS or folded[0].endswith(("ed", "ing", "ly"))):
+                continue
+            out.add(folded[0])
     return out
 
 
@@ -155,19 +166,18 @@ def _share(terms: set[str], vocabulary: set[str]) -> float:
 
 
 def _local_coverage(own: set[str], asked: set[str], passages: Sequence[str]) -> float:
-    """The share of the question's words in the three sentences around the sentence that holds
-    most of the answer's own words: an answer taken from a sentence about something else (the
-    neighbouring fact) scores low."""
+    """The share of the question's words in the sentence that holds most of the answer's own
+    words: an answer taken from a sentence about something else (the neighbouring fact) scores
+    low. (A sentence that says "he" for the question's subject scores low too: a signal, not a
+    rule.)"""
     if not asked:
         return 1.0
     best: tuple[int, float] = (-1, 0.0)
     for text in passages:
-        spans = sentences(text)
-        held = [set(words(text[a:b])) for a, b in spans]
-        for i, terms in enumerate(held):
+        for a, b in sentences(text):
+            terms = set(words(text[a:b]))
             hits = sum(_found(t, terms) for t in own) if own else 0
-            around = set().union(*held[max(0, i - 1) : i + 2])
-            score = _share(asked, around)
+            score = _share(asked, terms)
             if hits > best[0] or (hits == best[0] and score > best[1]):
                 best = (hits, score)
     return best[1]
