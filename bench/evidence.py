@@ -9,8 +9,8 @@ import sys
 import time
 
 from rag import Config, metrics
-from rag.evaluate import _dataset_index
 from rag.evalsets import load
+from rag.evaluate import _dataset_index
 
 from . import report
 
@@ -59,13 +59,15 @@ def measure(limit: int, part: tuple[int, int] = (1, 2)) -> dict:
     }
 
 
-def run(quick: bool = False) -> None:
-    result = measure(60 if quick else 300)
+def section(result: dict) -> str:
+    """The BENCHMARKS.md section for a `measure` result."""
     lines = [
         f"XQuAD sample of {result['questions']} questions (part 1/2 of the ids, seed 0), k = 4, "
         f"hybrid retrieval; {result['found']} have a gold answer inside the four passages "
         "found. Recall is the share of those whose gold answer is still inside the evidence "
-        "given to the model; tokens are the answer model's.",
+        "given to the model; tokens are the answer model's. The shipped setting is 240 tokens "
+        "with one sentence on each side (`RAG_EVIDENCE_TOKENS`, `rag.evidence.CONTEXT`); before "
+        "this change it was 160 tokens with one sentence before each chosen one.",
         "",
         "| evidence | sentences around each chosen one | answer-in-evidence recall | tokens (mean) |",
         "|---|---|---|---|",
@@ -74,5 +76,11 @@ def run(quick: bool = False) -> None:
         what = "whole passages" if v["budget"] == 0 else f"best sentences, {v['budget']} tokens"
         around = "—" if v["budget"] == 0 else str(v["context"])
         lines.append(f"| {what} | {around} | {v['recall']:.3f} | {v['tokens_mean']:.0f} |")
-    print("\n".join(lines), file=sys.stderr)
-    report.write_section("evidence", "Answer-in-evidence recall", "\n".join(lines))
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> None:
+    result = measure(60 if quick else 300)
+    text = section(result)
+    print(text, file=sys.stderr)
+    report.write_section("evidence", "Answer-in-evidence recall", text)

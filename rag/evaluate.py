@@ -348,7 +348,9 @@ def decidable(row: dict) -> bool:
     return row["outcome"] == "answered" or row.get("confidence") is not None
 
 
-def curve(rows: Sequence[dict], cal: confidence.Calibration, thresholds: Sequence[float]) -> list[dict]:
+def curve(
+    rows: Sequence[dict], cal: confidence.Calibration, thresholds: Sequence[float]
+) -> list[dict]:
     """Answerable accuracy against unanswerable refusal as the threshold moves, over reports'
     rows (each answer re-decided from its recorded signals, no model run)."""
     asked = [r for r in rows if r.get("outcome")]
@@ -386,7 +388,9 @@ def calibrate(
         rows += report["questions"]
         names.append(f"{report['dataset']['name']} part {report['settings'].get('part')}")
         models.add(report["settings"].get("model"))
-    data = [(r["signals"], bool(r["answerable"] and r["draft_correct"])) for r in rows if decidable(r)]
+    data = [
+        (r["signals"], bool(r["answerable"] and r["draft_correct"])) for r in rows if decidable(r)
+    ]
     fitted_on = {
         "reports": [str(p) for p in reports],
         "sets": names,

@@ -3,8 +3,8 @@ question, so the prompt spends its tokens (and the CPU its seconds) on those alo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +102,9 @@ def select(
     A sentence that speaks to the assistant ("ignore your instructions …") is never evidence:
     it is an attempt to steer the answer, not a fact about the question.
     """
-    allowed = [i for i, s in enumerate(found) if np.isfinite(scores[i]) and not is_instruction(s.text)]
+    allowed = [
+        i for i, s in enumerate(found) if np.isfinite(scores[i]) and not is_instruction(s.text)
+    ]
     usable = [i for i in allowed if len(found[i].text.split()) >= MIN_WORDS]
     if not usable:
         usable = allowed
@@ -118,9 +120,9 @@ def select(
         out = [i]
         for d in range(1, context + 1):
             for j in (i - d, i + d):
-                if 0 <= j < len(found) and found[j].passage == found[i].passage:
-                    if np.isfinite(scores[j]) and not is_instruction(found[j].text):
-                        out.append(j)
+                same = 0 <= j < len(found) and found[j].passage == found[i].passage
+                if same and np.isfinite(scores[j]) and not is_instruction(found[j].text):
+                    out.append(j)
         return out
 
     for i in order:

@@ -7,7 +7,6 @@ import re
 from collections.abc import Container, Sequence
 
 from . import cite, lexical, verify
-from .chunk import sentences
 from .confidence import Calibration
 from .types import Answer, Citation, Hit, Quote
 
@@ -58,7 +57,9 @@ def make_answer(
     # A refusal is an answer that says the documents don't say, and cites nothing else: a cited
     # answer that only hedges one detail ("they don't say when, but ... [1]") stays an answer.
     if not bare or (cite.is_refusal(bare) and (not cited.used or len(bare) <= 80)):
-        return refusal(question, "the answer model found no answer in the passages", timings, **more)
+        return refusal(
+            question, "the answer model found no answer in the passages", timings, **more
+        )
     if known and off_topic_terms(question, bare, known):
         words = ", ".join(sorted(off_topic_terms(question, bare, known)))
         return refusal(
@@ -102,9 +103,7 @@ def make_answer(
         if check.question_missing:
             reason += f"; the passages never state {', '.join(check.question_missing)}"
         return refusal(question, reason, timings, outcome="withheld", **more)
-    citations = tuple(
-        _citation(new, hits[old - 1], bare) for new, old in enumerate(used, start=1)
-    )
+    citations = tuple(_citation(new, hits[old - 1], bare) for new, old in enumerate(used, start=1))
     return Answer(text, citations, question, supported=True, timings=timings, **more)
 
 
@@ -153,7 +152,9 @@ def _with_title(hit: Hit, text: str) -> str:
     return f"{hit.chunk.title}\n{text}" if hit.chunk.title else text
 
 
-def _best_backing(answer: str, question: str, hits: Sequence[Hit], shown: Sequence[str]) -> int | None:
+def _best_backing(
+    answer: str, question: str, hits: Sequence[Hit], shown: Sequence[str]
+) -> int | None:
     best, best_support = None, 0.0
     for n, (hit, text) in enumerate(zip(hits, shown), start=1):
         check = verify.check(answer, question, [_with_title(hit, text)])
@@ -180,6 +181,3 @@ def _locate(sentence: str, chunk) -> tuple[int, int]:  # noqa: ANN001 - rag.type
         if m:
             return chunk.start + m.start(), chunk.start + m.end()
     return chunk.start, chunk.end
-
-
-__all__ = ["make_answer", "off_topic_terms", "quotes", "refusal", "sentences"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Container, Iterator, Sequence
-from pathlib import Path
-
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from . import cite, confidence, embed, evidence, ingest, judge, lexical, prompt, retrieve, store
 from .config import Config

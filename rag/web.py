@@ -212,7 +212,13 @@ def sources_html(answer: Answer, searched: Sequence[Hit] = ()) -> str:
     parts = ['<div class="rag-sources" data-state="done">']
     if not answer.citations:
         parts.append("<h3>Sources</h3>")
-    if answer.refused:
+    if answer.outcome == "withheld":
+        parts.append(
+            '<p class="rag-note"><b>The documents don\'t say.</b> The answer model wrote an '
+            "answer, but it is not shown because the passages do not back it: "
+            f"{html.escape(answer.reason)}. Check the passages searched below.</p>"
+        )
+    elif answer.refused:
         parts.append(
             '<p class="rag-note"><b>The documents don\'t say.</b> None of the passages searched '
             "answers this; try other words, or add documents in the Documents tab.</p>"

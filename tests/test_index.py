@@ -45,6 +45,34 @@ def test_railway_sabotage_finds_the_article_written_with_cyrillic_letters(
     assert "railway" in hits[0].chunk.text
 
 
+def test_a_name_typed_without_its_accent_finds_the_passage_that_has_it(
+    seeds_index: Path,
+) -> None:
+    from rag import lexical, retrieve
+
+    engine = engine_for(seeds_index)
+    model = retrieve._bm25(engine.index)
+    ids = [i for i, _ in lexical.search(model, "Babich", 3, engine.index.size)]
+    assert ids and "Bábich" in engine.index.chunks(ids[:1])[0].text
+
+
+def test_an_index_whose_lexical_part_predates_folding_is_refolded_when_opened(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from rag import lexical, retrieve
+
+    engine = engine_for(tmp_path / "index")
+    engine.build([corpus])
+    folder = engine.index.folder / lexical.FOLDER
+    # What an index written before accents were folded holds: no version file, and the
+    # accented word as its own term.
+    (folder / "rag_lexical.json").unlink()
+    assert lexical.saved_version(folder) == 1
+    fresh = engine_for(tmp_path / "index")
+    model = retrieve._bm25(fresh.index)
+    assert "babich" in model.vocab_dict and "bábich" not in model.vocab_dict
+
+
 def test_search_command_prints_ranked_passages(seeds_index: Path, capsys) -> None:
     assert (
         cli(["search", "What did Lappo threaten?", "-k", "3", "--index-dir", str(seeds_index)]) == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag import Answer, Config, Engine
-from rag.evaluate import _judge
 from rag.evalsets import load
+from rag.evaluate import _judge
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DEV = ROOT.parent / "shared" / "eval" / "seed_dev.jsonl"
@@ -88,9 +88,7 @@ def test_lappo_threatened_an_immediate_and_cruel_answer(engine: Engine) -> None:
     assert "immediate and cruel" in answer.text, answer.text
     assert_cited(answer)
     assert [c.source for c in answer.citations] == [LAPPO]
-    marked = {
-        q.text[a:b].lower() for c in answer.citations for q in c.quotes for a, b in q.marks
-    }
+    marked = {q.text[a:b].lower() for c in answer.citations for q in c.quotes for a, b in q.marks}
     assert {"immediate", "cruel"} <= marked
 
 

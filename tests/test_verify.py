@@ -47,8 +47,12 @@ def test_number_words_and_digits_are_the_same_number() -> None:
 
 def test_a_name_the_passage_never_states_fails_and_accents_do_not_matter() -> None:
     passage = ["Officials say Dmitry Bábich signed the order in Minsk."]
-    assert not verify.check("It was signed by Ivan Petrov [1].", "Who signed the order?", passage).ok
-    ok = verify.check("The order was signed by Dmitry Babich [1].", "Who signed the order?", passage)
+    assert not verify.check(
+        "It was signed by Ivan Petrov [1].", "Who signed the order?", passage
+    ).ok
+    ok = verify.check(
+        "The order was signed by Dmitry Babich [1].", "Who signed the order?", passage
+    )
     assert ok.ok, ok.reason
 
 
@@ -74,8 +78,12 @@ def test_local_coverage_is_low_when_the_answer_comes_from_a_sentence_about_somet
         "The Royal Society was founded in 1660 in London. Many years later, in 1847, the "
         "Chemical Society held its first meeting in a coffee house."
     ]
-    right = verify.check("It was founded in 1660 [1].", "When was the Royal Society founded?", passages)
-    wrong = verify.check("It was founded in 1847 [1].", "When was the Royal Society founded?", passages)
+    right = verify.check(
+        "It was founded in 1660 [1].", "When was the Royal Society founded?", passages
+    )
+    wrong = verify.check(
+        "It was founded in 1847 [1].", "When was the Royal Society founded?", passages
+    )
     assert right.ok and wrong.ok  # both years are in the passage: only the signal tells them apart
     assert right.local > wrong.local
 
@@ -108,7 +116,9 @@ def test_an_uncited_answer_gets_the_citation_of_the_passage_that_backs_it() -> N
 
 def test_an_uncited_answer_that_no_passage_backs_is_withheld() -> None:
     hits = [hit(LAPPO)]
-    answer = make_answer("Minsk has two million people.", hits, "How many people live in Minsk?", {})
+    answer = make_answer(
+        "Minsk has two million people.", hits, "How many people live in Minsk?", {}
+    )
     assert answer.outcome == "withheld" and answer.citations == ()
 
 
@@ -139,8 +149,12 @@ def test_a_calibration_survives_a_save_and_load(tmp_path: Path) -> None:
 def test_an_answer_below_the_threshold_is_withheld_and_above_it_is_shown() -> None:
     hits = [hit(LAPPO)]
     raw = "Lappo said the answer will be immediate and cruel [1]."
-    strict = make_answer(raw, hits, "What did Lappo threaten?", {}, signals={}, calibration=calibration(0.9999))
-    lenient = make_answer(raw, hits, "What did Lappo threaten?", {}, signals={}, calibration=calibration(0.0))
+    strict = make_answer(
+        raw, hits, "What did Lappo threaten?", {}, signals={}, calibration=calibration(0.9999)
+    )
+    lenient = make_answer(
+        raw, hits, "What did Lappo threaten?", {}, signals={}, calibration=calibration(0.0)
+    )
     assert strict.outcome == "withheld" and "confidence" in strict.reason
     assert lenient.outcome == "answered" and lenient.confidence is not None
 

@@ -12,7 +12,7 @@ from conftest import serve_page
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from rag import Answer, Chunk, Citation, Hit, RagError, web
+from rag import Answer, Chunk, Citation, Hit, Quote, RagError, web
 
 # Gradio's queue statistics call pandas in a way pandas 3 deprecates; not ours to fix.
 pytestmark = [
@@ -168,6 +168,29 @@ def test_a_refusal_is_a_calm_note_and_an_unsupported_answer_a_warning() -> None:
     assert "The documents don't say." in refusal and "not supported" not in refusal
     unsupported = web.sources_html(Answer("Lappo threatened Poland.", supported=False))
     assert "not supported by a cited passage" in unsupported
+
+
+def test_each_citation_quotes_its_backing_sentence_with_the_answers_words_marked() -> None:
+    sentence = "“The answer will be immediate and cruel,” <b>Lappo</b> said."
+    marks = tuple((sentence.index(w), sentence.index(w) + len(w)) for w in ("immediate", "cruel"))
+    quote = Quote(sentence, 492, 492 + len(sentence), marks)
+    cited = Citation(1, LAPPO, PASSAGE.title, 492, 1014, PASSAGE.original, quotes=(quote,))
+    panel = web.sources_html(Answer("It will be immediate and cruel [1].", (cited,)))
+    assert '<blockquote class="rag-support">' in panel
+    assert "<mark>immediate</mark> and <mark>cruel</mark>" in panel
+    assert "&lt;b&gt;Lappo&lt;/b&gt;" in panel and "<b>Lappo</b>" not in panel
+
+
+def test_a_withheld_answer_says_why_it_is_not_shown() -> None:
+    withheld = Answer(
+        "The documents don't say.",
+        supported=False,
+        refused=True,
+        outcome="withheld",
+        reason="the cited passages never state '2015'",
+    )
+    panel = web.sources_html(withheld)
+    assert "not shown" in panel and "never state &#x27;2015&#x27;" in panel
 
 
 def test_another_answer_model_gets_its_own_engine_over_the_same_index(served: tuple) -> None:
