@@ -151,9 +151,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .confidence import CHOSEN
     from .evaluate import calibrate
 
-    text, calibration = calibrate(args.reports, args.refusal, args.threshold)
+    features = tuple(args.features.split(",")) if args.features else CHOSEN
+    text, calibration = calibrate(
+        args.reports, args.refusal, args.threshold, features, args.max_loss
+    )
     print(text)
     if args.out and calibration is not None:
         calibration.save(args.out)
@@ -269,6 +273,17 @@ def parser() -> argparse.ArgumentParser:
         "(default 0.75)",
     )
     s.add_argument("--threshold", type=float, help="use this threshold instead")
+    s.add_argument(
+        "--max-loss",
+        type=float,
+        help="instead: the highest threshold that loses at most this share of answerable "
+        "accuracy (the shipped calibration used 0)",
+    )
+    s.add_argument(
+        "--features",
+        help="comma-separated signals to weigh (default: "
+        "evidence,logprob_min,local,question_missing)",
+    )
     s.add_argument(
         "--out", type=Path, help="write the calibration here (default: print the curve only)"
     )

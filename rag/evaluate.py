@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import cite, confidence, evalsets, ingest, metrics
 from .config import PROJECT_DIR, Config
-from .errors import BadQuestion
+from .errors import BadQuestion, RagError
 from .evalsets import EvalQuestion, EvalSet
 from .pipeline import Engine
 from .types import Answer, Hit
@@ -377,11 +377,16 @@ def curve(
 
 
 def calibrate(
-    reports: Sequence[Path], refusal: float = 0.75, threshold: float | None = None
+    reports: Sequence[Path],
+    refusal: float = 0.75,
+    threshold: float | None = None,
+    features: Sequence[str] = confidence.CHOSEN,
+    max_loss: float | None = None,
 ) -> tuple[str, confidence.Calibration | None]:
-    """Fit the refusal calibration on eval reports and pick its threshold: the lowest that
-    refuses at least `refusal` of the unanswerable questions, or `threshold`. Returns the
-    printed trade-off curve and the calibration."""
+    """Fit the refusal calibration on eval reports and pick its threshold: `threshold`; else the
+    highest that loses at most `max_loss` of answerable accuracy; else the lowest that refuses
+    at least `refusal` of the unanswerable questions. Returns the printed trade-off curve and
+    the calibration."""
     rows, names, models = [], [], set()
     for path in reports:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -397,9 +402,18 @@ def calibrate(
         "model": sorted(m for m in models if m)[0] if models - {None} else None,
         "question_ids": len(rows),
     }
-    cal = confidence.calibration(data, 0.5, fitted_on)
+    unknown = set(features) - set(confidence.FEATURES)
+    if unknown:
+        raise RagError(
+            f"unknown signal(s) {', '.join(sorted(unknown))}: use {', '.join(confidence.FEATURES)}"
+        )
+    cal = confidence.calibration(data, 0.5, fitted_on, tuple(features))
     grid = [i / 40 for i in range(41)]
     points = curve(rows, cal, grid)
+    if threshold is None and max_loss is not None:
+        # The highest threshold that costs at most `max_loss` of answerable accuracy.
+        floor = points[0]["answerable_correct"] - max_loss - 1e-9
+        threshold = max(p["threshold"] for p in points if p["answerable_correct"] >= floor)
     if threshold is None:
         meeting = [p for p in points if p["unanswerable_refused"] >= refusal]
         threshold = meeting[0]["threshold"] if meeting else 0.5

@@ -81,10 +81,6 @@ class LLM:
         # reading it again (about 1.7 s for the default system prompt here).
         self._saved: tuple[list[int], object] | None = None
         self.last_stats: dict = {}
-        # The last prompt streamed and the model's logits for its first answer token, for
-        # `continuation_logprob`.
-        self._last_prompt: list[int] | None = None
-        self._first_logits: np.ndarray | None = None
 
     def format_chat(self, messages: list[dict]) -> str:
         """The prompt for a chat (dicts with role and content), in the model's own template."""
@@ -209,7 +205,6 @@ class LLM:
                     self._saved = (tokens[:fixed], llama.save_state())
             sampled: list[float] = []  # time of each token drawn, EOS included
             logprobs: list[float] = []  # log-probability of each token drawn (greedy: the top)
-            self._first_logits = None
 
             def count(_ids: object, _logits: object) -> bool:
                 sampled.append(time.perf_counter())
@@ -217,8 +212,6 @@ class LLM:
                     # The logits llama-cpp-python passes here are only kept with logits_all;
                     # the context still holds those the token was just drawn from.
                     row = self._last_logits()
-                    if self._first_logits is None:
-                        self._first_logits = row
                     top = row.max()
                     logprobs.append(float(-np.log(np.exp(row - top).sum())))
                 return False
@@ -264,31 +257,6 @@ class LLM:
                     self.last_stats["logprob_mean"] = float(np.mean(logprobs))
                     self.last_stats["logprob_min"] = float(np.min(logprobs))
                     self.last_stats["logprob_first"] = logprobs[0]
-                self._last_prompt = tokens
-
-    def continuation_logprob(self, text: str) -> float | None:
-        """The log-probability that the last prompt streamed (greedily) would have been
-        answered with `text` instead: how much the model itself believes, say, the refusal.
-
-        Reads `text` one token at a time after the prompt (about 60 ms a token here), reusing
-        the prompt's cached state; None when there is no prompt to continue.
-        """
-        first, prompt = self._first_logits, self._last_prompt
-        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        if first is None or not prompt or not tokens:
-            return None
-        with self._lock:
-            llama = self._llama
-            if llama.input_ids[: len(prompt)].tolist() != prompt or llama.n_tokens < len(prompt):
-                return None  # another prompt has been read since
-            total = _logprob(first, tokens[0])
-            llama.n_tokens = len(prompt)
-            for previous, token in zip(tokens, tokens[1:]):
-                llama.eval([previous])
-                total += _logprob(self._last_logits(), token)
-            # The cache now ends with these tokens, not the answer; the next prompt's reuse is
-            # bounded by _reusable to the last prompt's own batches, so it is unaffected.
-            return float(total)
 
     def _last_logits(self) -> np.ndarray:
         """The logits of the last token the model read (a copy, as float64)."""
@@ -300,11 +268,6 @@ class LLM:
         if token == -1:
             return ""
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
-
-
-def _logprob(row: np.ndarray, token: int) -> float:
-    top = row.max()
-    return float(row[token] - top - np.log(np.exp(row - top).sum()))
 
 
 def _reusable(shared: int, before: tuple[int, int], now: tuple[int, int]) -> int:

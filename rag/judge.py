@@ -93,6 +93,7 @@ def make_answer(
         coverage=check.coverage,
         local=check.local,
         question_missing=float(len(check.question_missing)),
+        unknown_terms=float(len(unknown_terms(question, known))) if known else None,
     )
     if not check.ok:
         return refusal(question, check.reason, timings, outcome="withheld", **more)
@@ -118,6 +119,13 @@ def off_topic_terms(question: str, text: str, known: Container[str]) -> set[str]
     asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
     said = set(lexical.tokenize([text])[0])
     return {t for t in asked & said if t not in known}
+
+
+def unknown_terms(question: str, known: Container[str]) -> set[str]:
+    """Words of the question that no document ever uses (`known`: the lexical vocabulary): the
+    documents may not be about what is asked (or the word is misspelt)."""
+    asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
+    return {t for t in asked if t not in known}
 
 
 def quotes(hit: Hit, answer: str, limit: int = 2) -> tuple[Quote, ...]:

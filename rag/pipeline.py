@@ -249,12 +249,6 @@ class Engine:
         for name in ("logprob_mean", "logprob_min"):
             signals[name] = llm.last_stats.get(name)
         checked_at = time.perf_counter()
-        if not cite.is_refusal(raw) and signals["logprob_mean"] is not None:
-            # How much likelier the model found its answer than the refusal, per token.
-            refusal_lp = llm.continuation_logprob(cite.REFUSAL)
-            if refusal_lp is not None:
-                per_token = refusal_lp / max(1, llm.count_tokens(cite.REFUSAL))
-                signals["refusal_margin"] = signals["logprob_mean"] - per_token
         known = retrieve.vocabulary(self.index)
         texts = [e.text for e in excerpts[: len(shown)]]
         result = judge.make_answer(

@@ -259,8 +259,8 @@ def names(text: str) -> set[str]:
             folded = words(w)
             if not folded or folded[0] in STOP or folded[0].isdigit():
                 continue
-            if not w[0].isupper():
-                continue
+            if not w[0].isupper() or len(folded[0]) < 3:
+                continue  # "US" against "U.S.", "EU": too short to judge by
             # A sentence's first word is capitalised anyway: a name unless it is a common
             # opener ("Yes", "Approximately", "Threatened").
             opener = k == 0 and sum(c.isupper() for c in w) == 1
@@ -314,11 +314,16 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
             if n not in passage_numbers and not _found(n, vocabulary)
         )
     )
+    counted = counted_thing(question)
     reason = ""
     if missing:
         reason = f"the cited passages never state {', '.join(repr(m) for m in missing)}"
     elif echo:
         reason = "the answer only restates the question"
+    elif counted and not any(_found(w, vocabulary) for w in counted):
+        # "How many tanks …?" answered with a number from a passage that never mentions tanks:
+        # whatever it counts, it is not what was asked.
+        reason = f"the question asks how many {' '.join(counted)}; the cited passages never say"
     return Check(
         ok=not reason,
         missing=tuple(missing),
@@ -329,6 +334,29 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
         question_missing=question_missing,
         reason=reason,
     )
+
+
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[^\W\d_][\w'’-]*\s+){0,4})", re.IGNORECASE)
+# Where the thing counted ends: "How many tanks | does the army have?"
+_PHRASE_END = frozenset(
+    "do does did is are was were will would can could have has had should may might per in of "
+    "on at for from by".split()
+)
+
+
+def counted_thing(question: str) -> tuple[str, ...]:
+    """The words of what a "how many …" or "how much …" question counts ("tanks" in "How many
+    tanks does the army have?"), folded; empty for other questions."""
+    m = _HOW_MANY.search(question)
+    if not m:
+        return ()
+    out = []
+    for w in words(m.group(1)):
+        if w in _PHRASE_END:
+            break
+        if w not in STOP and len(w) >= 3:
+            out.append(w)
+    return tuple(out)
 
 
 def _share(terms: set[str], vocabulary: set[str]) -> float:

@@ -199,6 +199,9 @@ def _login(value: str, problem: str) -> tuple[str, str]:
     return user, password
 
 
+DRAFTING = "*Draft, being checked against the passages…*"
+
+
 def open_to_network(host: str) -> bool:
     """Whether `host` lets other machines reach the page (anything but a loopback address)."""
     return host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127.")
@@ -433,7 +436,9 @@ def build_app(engine: Engine) -> gr.Blocks:
             chosen = engine_for(engine, model)
             for text, answer, searched in turn(chosen, message, history, int(k) if k else None):
                 if answer is None:
-                    shown[-1] = {"role": "assistant", "content": text + " ▍"}
+                    # A draft until it has been checked against its passages: marked so.
+                    draft = f"{DRAFTING}\n\n{text} ▍"
+                    shown[-1] = {"role": "assistant", "content": draft}
                     yield gr.skip(), shown, gr.skip(), gr.skip(), gr.skip()
                     continue
                 note = ""

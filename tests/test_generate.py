@@ -85,6 +85,17 @@ def test_stats_describe_the_last_generation(llm: LLM) -> None:
     assert stats["finish_reason"] in {"stop", "length"}
 
 
+def test_token_probabilities_are_real_and_change_no_answer(llm: LLM, smollm2_path: Path) -> None:
+    prompt = chat(llm, "What is the capital of France?")
+    answer = llm.generate(prompt, max_tokens=24)
+    stats = llm.last_stats
+    # Greedy tokens are the likeliest, so their log-probabilities are real and at most 0.
+    assert stats["logprob_min"] <= stats["logprob_first"] <= 0.0
+    assert stats["logprob_min"] <= stats["logprob_mean"] <= 0.0
+    fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate(prompt, max_tokens=24)
+    assert fresh == answer
+
+
 def test_a_fixed_system_prompt_is_read_once_and_reused(llm: LLM) -> None:
     llm.generate(chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4)
     cold = dict(llm.last_stats)
