@@ -7,9 +7,11 @@ import re
 from collections.abc import Container, Sequence
 
 from . import cite, lexical, verify
+from .clean import HOMOGLYPHS
 from .confidence import Calibration
 from .types import Answer, Citation, Hit, Quote
 
+_LATIN = str.maketrans(HOMOGLYPHS)
 _CITED = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
 
 
@@ -181,7 +183,9 @@ def _append_marker(text: str, number: int) -> str:
 def _locate(sentence: str, chunk) -> tuple[int, int]:  # noqa: ANN001 - rag.types.Chunk
     """The span in the original document of a sentence of a passage's cleaned text: found in
     the passage as written, spaces and line breaks allowed to differ; else the whole passage."""
-    original = chunk.original or ""
+    # Cleaning swapped look-alike Cyrillic and Greek letters for Latin ones, one for one, so
+    # the original is searched with the same swap and its positions still hold.
+    original = (chunk.original or "").translate(_LATIN)
     words = sentence.split()
     if original and words:
         pattern = r"\s+".join(re.escape(w) for w in words)

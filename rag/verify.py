@@ -339,8 +339,33 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[^\W\d_][\w'’-]*\s+){0,4})", re.IGNORECASE)
 # Where the thing counted ends: "How many tanks | does the army have?"
 _PHRASE_END = frozenset(
-    "do does did is are was were will would can could have has had should may might per in of "
-    "on at for from by".split()
+    [
+        "do",
+        "does",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "will",
+        "would",
+        "can",
+        "could",
+        "have",
+        "has",
+        "had",
+        "should",
+        "may",
+        "might",
+        "per",
+        "in",
+        "of",
+        "on",
+        "at",
+        "for",
+        "from",
+        "by",
+    ]
 )
 
 
