@@ -97,9 +97,9 @@ def test_lappo_threatened_an_immediate_and_cruel_answer(engine: Engine) -> None:
 def test_the_model_itself_refuses_a_question_whose_passages_do_not_answer_it(
     engine: Engine,
 ) -> None:
-    # Retrieval finds passages about the Belarusian army close enough to ask the model (the
-    # score threshold lets them through), and the model says the documents don't say.
-    question = "How many tanks does the Belarusian army have?"
+    # Retrieval finds passages about Belarus close enough to ask the model (the score
+    # threshold lets them through), and the model itself says the documents don't say.
+    question = "What kind of weather is common in Belarus in the fall?"
     hits = engine.search(question)
     assert max(h.score for h in hits) >= engine.config.min_score
     answer = engine.answer(question)
