@@ -173,6 +173,24 @@ def report_rows() -> list[dict]:
     return rows
 
 
+def test_the_shipped_calibration_loads_and_names_its_model_and_signals() -> None:
+    cal = confidence.load()
+    assert cal.fitted_on["model"] == "qwen2.5-coder-1.5b"
+    assert set(cal.features) <= set(confidence.FEATURES) and 0.0 < cal.threshold < 1.0
+
+
+def test_max_loss_picks_the_highest_threshold_that_keeps_answerable_accuracy(
+    tmp_path: Path,
+) -> None:
+    report = {"dataset": {"name": "t"}, "settings": {"part": [1, 2], "model": "m"},
+              "questions": report_rows()}  # fmt: skip
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    _, cal = calibrate([path], features=("coverage", "support"), max_loss=0.0)
+    at, above = curve(report_rows(), cal, [cal.threshold, cal.threshold + 0.025])
+    assert at["answerable_correct"] == 1.0 and above["answerable_correct"] < 1.0
+
+
 def test_the_trade_off_curve_moves_from_answering_all_to_refusing_all() -> None:
     rows = report_rows()
     assert sum(decidable(r) for r in rows) == 40
@@ -187,7 +205,7 @@ def test_rag_calibrate_picks_the_lowest_threshold_that_refuses_enough(tmp_path: 
               "questions": report_rows()}  # fmt: skip
     path = tmp_path / "r.json"
     path.write_text(json.dumps(report), encoding="utf-8")
-    text, cal = calibrate([path], refusal=0.75)
+    text, cal = calibrate([path], refusal=0.75, features=("coverage", "support"))
     assert "<- chosen" in text and cal.fitted_on["model"] == "m"
     points = curve(report_rows(), cal, [cal.threshold])
     assert points[0]["unanswerable_refused"] >= 0.75
