@@ -25,7 +25,6 @@ FEATURES = {
     "evidence": 0.0,  # score of the best evidence sentence
     "logprob_mean": -1.0,  # mean log-probability of the answer's tokens
     "logprob_min": -5.0,  # the least likely token of the answer
-    "refusal_margin": 0.0,  # log P(answer) - log P(refusal), per token (not computed now)
     "support": 0.0,  # share of the answer's own words found in the cited passages
     "coverage": 0.0,  # share of the question's words found in the cited passages
     "local": 0.0,  # the same, around the sentence the answer comes from
