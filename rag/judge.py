@@ -62,8 +62,9 @@ def make_answer(
         return refusal(
             question, "the answer model found no answer in the passages", timings, **more
         )
-    if known and off_topic_terms(question, bare, known):
-        words = ", ".join(sorted(off_topic_terms(question, bare, known)))
+    unknown = off_topic_terms(question, bare, known) if known else set()
+    if unknown:
+        words = ", ".join(sorted(unknown))
         return refusal(
             question, f"no document mentions {words}", timings, outcome="withheld", **more
         )

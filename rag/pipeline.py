@@ -120,7 +120,7 @@ class Engine:
         lines: list[str] = []
         for turn in reversed(turns):
             who = "User" if turn.get("role") == "user" else "Assistant"
-            line = f"{who}: {_strip_citations(str(turn['content']))[:600]}"
+            line = f"{who}: {judge.strip_citations(str(turn['content']))[:600]}"
             cost = llm.count_tokens(line)
             if cost > budget:
                 break
@@ -312,10 +312,6 @@ def _check_question(question: str) -> str:
             f"{MAX_QUESTION_CHARS:,} (put long material in a document and index it)"
         )
     return question
-
-
-def _strip_citations(text: str) -> str:
-    return re.sub(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]", "", text)
 
 
 # -- the module-level API: one engine per configuration, created on first use ------------
