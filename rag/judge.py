@@ -12,11 +12,7 @@ from .confidence import Calibration
 from .types import Answer, Citation, Hit, Quote
 
 _LATIN = str.maketrans(HOMOGLYPHS)
-_CITED = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
-
-
-def strip_citations(text: str) -> str:
-    return _CITED.sub("", text)
+strip_citations = verify.strip_citations
 
 
 def refusal(question: str, reason: str, timings: dict, outcome: str = "refused", **more) -> Answer:
@@ -118,15 +114,14 @@ def off_topic_terms(question: str, text: str, known: Container[str]) -> set[str]
     question's subject ("tank") then appears in the answer and nowhere in the corpus (`known`
     is the lexical index's vocabulary of stemmed words).
     """
-    # Short stems ("us" from "U.S.") and numbers are too ambiguous to judge by.
-    asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
     said = set(lexical.tokenize([text])[0])
-    return {t for t in asked & said if t not in known}
+    return unknown_terms(question, known) & said
 
 
 def unknown_terms(question: str, known: Container[str]) -> set[str]:
     """Words of the question that no document ever uses (`known`: the lexical vocabulary): the
     documents may not be about what is asked (or the word is misspelt)."""
+    # Short stems ("us" from "U.S.") and numbers are too ambiguous to judge by.
     asked = {t for t in lexical.tokenize([question])[0] if len(t) >= 4 and not t.isdigit()}
     return {t for t in asked if t not in known}
 

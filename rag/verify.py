@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .chunk import sentences
 from .lexical import fold
@@ -226,7 +226,11 @@ class Check:
     local: float = 0.0  # share of the question's words in the sentence the answer comes from
     question_missing: tuple[str, ...] = ()  # the question's numbers and names not found there
     reason: str = ""
-    signals: dict = field(default_factory=dict, compare=False)
+
+
+def strip_citations(text: str) -> str:
+    """An answer's text without its [n] markers."""
+    return _CITATION.sub("", text)
 
 
 def words(text: str) -> list[str]:
@@ -292,7 +296,7 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
     answer that only restates the question, or no cited passage. The shares are signals for
     the refusal decision (`rag.confidence`).
     """
-    said = _CITATION.sub("", answer).strip()
+    said = strip_citations(answer).strip()
     if not passages:
         return Check(False, reason="it cites no passage")
     text = "\n".join(passages)
@@ -411,7 +415,7 @@ def _local_coverage(own: set[str], asked: set[str], passages: Sequence[str]) -> 
 def quote_spans(text: str, answer: str, limit: int = 2) -> list[tuple[int, int]]:
     """The spans of the (at most `limit`) sentences of a passage that hold most of the
     answer's own words: what the citation quotes."""
-    own = content(_CITATION.sub("", answer))
+    own = content(strip_citations(answer))
     if not own:
         return []
     scored = []
@@ -430,7 +434,7 @@ def quote_spans(text: str, answer: str, limit: int = 2) -> list[tuple[int, int]]
 
 def marks(text: str, answer: str) -> list[tuple[int, int]]:
     """Spans of the words of `text` that the answer uses (its own words, not stop words)."""
-    own = content(_CITATION.sub("", answer))
+    own = content(strip_citations(answer))
     out = []
     for m in _WORD.finditer(text):
         folded = words(m.group(0))
