@@ -78,7 +78,7 @@ def make_answer(
             question, "the answer cites no passage that backs it", timings, "withheld", **more
         )
     texts = [_with_title(hits[n - 1], shown[n - 1]) for n in used]
-    check = verify.check(bare, question, texts)
+    check = verify.check(bare, question, texts, _others(shown, used))
     if not check.ok and not check.echo:
         # Small models also cite the wrong number: a passage they were shown that backs the
         # answer whole is cited instead.
@@ -86,7 +86,8 @@ def make_answer(
         if best is not None:
             used = [best]
             text = _append_marker(strip_citations(cited.text), 1)
-            check = verify.check(bare, question, [_with_title(hits[best - 1], shown[best - 1])])
+            backing = [_with_title(hits[best - 1], shown[best - 1])]
+            check = verify.check(bare, question, backing, _others(shown, used))
     signals.update(
         support=check.support,
         coverage=check.coverage,
@@ -163,10 +164,15 @@ def _best_backing(
 ) -> int | None:
     best, best_support = None, 0.0
     for n, (hit, text) in enumerate(zip(hits, shown), start=1):
-        check = verify.check(answer, question, [_with_title(hit, text)])
+        check = verify.check(answer, question, [_with_title(hit, text)], _others(shown, [n]))
         if check.ok and check.support > best_support:
             best, best_support = n, check.support
     return best if best_support >= 0.5 else None
+
+
+def _others(shown: Sequence[str], used: Sequence[int]) -> list[str]:
+    """The texts of the passages shown but not among the (1-based) numbers `used`."""
+    return [text for n, text in enumerate(shown, start=1) if n not in used]
 
 
 def _append_marker(text: str, number: int) -> str:

@@ -5,11 +5,23 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import cite, confidence, embed, evidence, ingest, judge, lexical, prompt, retrieve, store
+from . import (
+    cite,
+    confidence,
+    embed,
+    evidence,
+    ingest,
+    judge,
+    lexical,
+    prompt,
+    retrieve,
+    store,
+    verify,
+)
 from .config import Config
 from .embed import Embedder
 from .errors import BadQuestion, IndexMismatch
@@ -222,10 +234,39 @@ class Engine:
                 searched, "no passage is close to the question", timings, passages=tuple(hits)
             )
             return
-        llm = self.llm
         chose_at = time.perf_counter()
         excerpts = self.evidence(searched, hits)
         timings["evidence_s"] = time.perf_counter() - chose_at
+        result = yield from self._answer_from(searched, hits, excerpts, timings, show=True)
+        if result.outcome == "withheld":
+            # A number taken from the sentence next to the fact asked ("how many Russian
+            # troops" answered with another army's size): asked once more without the
+            # passages that say it of something else.
+            texts = [e.text for e in excerpts]
+            astray = verify.astray_passages(result.draft, searched, texts)
+            kept = [e for i, e in enumerate(excerpts) if i not in set(astray)]
+            if astray and kept:
+                again_at = time.perf_counter()
+                retimed = dict(timings)
+                second = yield from self._answer_from(searched, hits, kept, retimed, show=False)
+                if second.outcome == "answered":
+                    timings = retimed
+                    timings["retry_s"] = time.perf_counter() - again_at
+                    result = replace(second, timings=timings)
+        timings["total_s"] = time.perf_counter() - began
+        yield result
+
+    def _answer_from(
+        self,
+        searched: str,
+        hits: Sequence[Hit],
+        excerpts: Sequence[evidence.Excerpt],
+        timings: dict,
+        show: bool,
+    ) -> Generator[str, None, Answer]:
+        """Generate over the excerpts and judge the answer (see `rag.judge.make_answer`);
+        yields the text pieces when `show`, and returns the Answer."""
+        llm = self.llm
         text_prompt, shown = self.passages_prompt(
             searched, [e.hit for e in excerpts], [e.text for e in excerpts]
         )
@@ -239,9 +280,9 @@ class Engine:
             prefix=llm.chat_prefix(system),
         ):
             pieces.append(piece)
-            yield piece
+            if show:
+                yield piece
         timings.update(llm.last_stats)
-        raw = "".join(pieces)
         signals = {
             "retrieval": max(h.score for h in hits),
             "evidence": max((e.score for e in excerpts), default=0.0),
@@ -252,11 +293,10 @@ class Engine:
         known = retrieve.vocabulary(self.index)
         texts = [e.text for e in excerpts[: len(shown)]]
         result = judge.make_answer(
-            raw, shown, searched, timings, known, texts, signals, self.calibration
+            "".join(pieces), shown, searched, timings, known, texts, signals, self.calibration
         )
         timings["check_s"] = time.perf_counter() - checked_at
-        timings["total_s"] = time.perf_counter() - began
-        yield result
+        return result
 
     @property
     def calibration(self) -> confidence.Calibration | None:

@@ -225,6 +225,7 @@ class Check:
     coverage: float = 0.0  # share of the question's words found in the cited passages
     local: float = 0.0  # share of the question's words in the sentence the answer comes from
     question_missing: tuple[str, ...] = ()  # the question's numbers and names not found there
+    astray: tuple[str, ...] = ()  # numbers stated only in sentences about another thing
     reason: str = ""
 
 
@@ -289,12 +290,14 @@ def _found(word: str, vocabulary: set[str]) -> bool:
     return any(v.startswith(stem) or (len(v) >= PREFIX and word.startswith(v)) for v in vocabulary)
 
 
-def check(answer: str, question: str, passages: Sequence[str]) -> Check:
+def check(answer: str, question: str, passages: Sequence[str], others: Sequence[str] = ()) -> Check:
     """Check an answer's text (citations and all) against the texts of the passages it cites.
 
     Hard failures (the answer is not shown): a number or a name the passages never state, an
     answer that only restates the question, or no cited passage. The shares are signals for
-    the refusal decision (`rag.confidence`).
+    the refusal decision (`rag.confidence`). `others` are the texts of the passages shown
+    with them but not cited: where they name what a "how many" question counts and the cited
+    number's own sentence does not, the number was taken from beside the fact asked.
     """
     said = strip_citations(answer).strip()
     if not passages:
@@ -320,6 +323,7 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
     )
     counted = counted_thing(question)
     reason = ""
+    astray = _counted_elsewhere(stated_numbers - numbers(question), counted, passages, others)
     if missing:
         reason = f"the cited passages never state {', '.join(repr(m) for m in missing)}"
     elif echo:
@@ -328,9 +332,15 @@ def check(answer: str, question: str, passages: Sequence[str]) -> Check:
         # "How many tanks …?" answered with a number from a passage that never mentions tanks:
         # whatever it counts, it is not what was asked.
         reason = f"the question asks how many {' '.join(counted)}; the cited passages never say"
+    elif astray:
+        # The neighbouring fact: "How many Russian troops…?" answered with the size of another
+        # army, from a sentence that never speaks of troops.
+        thing = counted_head(counted)
+        reason = f"the cited passages state {', '.join(astray)} of something other than {thing}"
     return Check(
         ok=not reason,
         missing=tuple(missing),
+        astray=astray,
         echo=echo,
         support=support,
         coverage=coverage,
@@ -386,6 +396,83 @@ def counted_thing(question: str) -> tuple[str, ...]:
         if w not in STOP and len(w) >= 3:
             out.append(w)
     return tuple(out)
+
+
+# Things so often counted in other words ("350 officials and experts" for "how many people")
+# that a sentence not naming them says nothing.
+GENERIC_COUNTS = frozenset(
+    [
+        "people",
+        "persons",
+        "person",
+        "times",
+        "time",
+        "years",
+        "year",
+        "months",
+        "month",
+        "weeks",
+        "week",
+        "days",
+        "day",
+        "hours",
+        "hour",
+        "minutes",
+        "minute",
+        "seconds",
+        "second",
+        "percent",
+        "percentage",
+    ]
+)
+
+
+def astray_passages(answer: str, question: str, passages: Sequence[str]) -> list[int]:
+    """The indexes of the passages an answer to "how many X" took a number from that they
+    state of something other than X (the passages to leave out when asking again)."""
+    stated = numbers(strip_citations(answer)) - numbers(question)
+    counted = counted_thing(question)
+    return [
+        i
+        for i, text in enumerate(passages)
+        if _counted_elsewhere(stated, counted, [text], [*passages[:i], *passages[i + 1 :]])
+    ]
+
+
+def counted_head(counted: Sequence[str]) -> str:
+    """The noun of what is counted: its last plural word ("troops" in "Russian troops"), else
+    its first word ("people" in "people attended")."""
+    plural = [w for w in counted if w.endswith("s") and not w.endswith("ss")]
+    return plural[-1] if plural else counted[0]
+
+
+def _counted_elsewhere(
+    stated: set[str], counted: Sequence[str], passages: Sequence[str], others: Sequence[str]
+) -> tuple[str, ...]:
+    """The answer's numbers that the passages state only in sentences (with their neighbours)
+    that do not name the thing the question counts, while another sentence shown does name it:
+    the count asked is elsewhere. Empty when the thing is too generic to judge by ("people",
+    "times") or named nowhere else (the passages may say it in other words)."""
+    if not stated or not counted:
+        return ()
+    head = counted_head(counted)
+    if head in GENERIC_COUNTS:
+        return ()
+    near: dict[str, bool] = {}
+    named_elsewhere = False
+    for k, text in enumerate([*passages, *others]):
+        spans = sentences(text)
+        for i, (a, b) in enumerate(spans):
+            lo, hi = spans[max(i - 1, 0)][0], spans[min(i + 1, len(spans) - 1)][1]
+            named = _found(head, set(words(text[lo:hi])))
+            found = numbers(text[a:b]) & stated
+            if k < len(passages):
+                for n in found:
+                    near[n] = near.get(n, False) or named
+            named_elsewhere = named_elsewhere or (named and not found)
+    if not named_elsewhere:
+        return ()
+    return tuple(sorted(n for n, named in near.items() if not named))
 
 
 def _share(terms: set[str], vocabulary: set[str]) -> float:

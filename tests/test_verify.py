@@ -88,6 +88,53 @@ def test_local_coverage_is_low_when_the_answer_comes_from_a_sentence_about_somet
     assert right.local > wrong.local
 
 
+ARMY = (
+    "Belarus says it is bound by treaty to defend Russia. “Our 60,000-65,000-strong army will go "
+    "to war,” Lukashenko said in an interview with Russian media."
+)
+TROOPS = "Lukashenko added that “hundreds of thousands” of Russian troops will be mobilized."
+HOW_MANY = "How many Russian troops did Lukashenko say would come to defend Belarus?"
+
+
+def test_a_number_said_of_another_thing_than_the_one_counted_fails() -> None:
+    answer = "He said 60,000-65,000 Russian troops would come [1]."
+    # Shown alone, the army passage may say troops in other words: not judged.
+    assert verify.check(answer, HOW_MANY, [ARMY]).ok
+    # Shown beside a passage that counts troops, its number is about something else.
+    wrong = verify.check(answer, HOW_MANY, [ARMY], others=[TROOPS])
+    assert not wrong.ok
+    assert wrong.astray == ("60000", "65000")
+    assert "troops" in wrong.reason
+    right = verify.check("Hundreds of thousands of Russian troops [1].", HOW_MANY, [TROOPS])
+    assert right.ok and not right.astray
+    # The thing counted named in the number's own sentence (or the next one) backs it.
+    seats = verify.check(
+        "It has 2,500 seats [1].",
+        "How many seats does the amphitheatre have?",
+        ["Woodward Park has an amphitheatre. It has 2,500 seats in all."],
+        others=["The park's lake has seats along its shore."],
+    )
+    assert seats.ok
+
+
+def test_generic_counts_are_not_judged_by_the_sentence() -> None:
+    # "people" is said in too many other words ("officials and experts") to demand it.
+    check = verify.check(
+        "The meeting had 350 officials and experts [1].",
+        "How many people attended the 2003 meeting?",
+        ["The 2003 meeting was attended by 350 government officials and experts."],
+        others=["Many people came to the opening."],
+    )
+    assert check.ok
+
+
+def test_astray_passages_are_the_ones_to_leave_out_when_asking_again() -> None:
+    answer = "He said 60,000-65,000 Russian troops would come [2]."
+    assert verify.astray_passages(answer, HOW_MANY, [TROOPS, ARMY]) == [1]
+    assert verify.astray_passages("Hundreds of thousands [1].", HOW_MANY, [TROOPS, ARMY]) == []
+    assert verify.astray_passages(answer, "What did Lukashenko say?", [TROOPS, ARMY]) == []
+
+
 def test_the_lappo_answer_is_quoted_with_the_cited_words_marked() -> None:
     h = hit(LAPPO)
     (quote, *_) = quotes(h, "Lappo said the answer will be immediate and cruel [1].")
