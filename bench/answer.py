@@ -147,7 +147,9 @@ def _correct(row: dict, q: dict, metrics: object) -> bool:
 
 def _record_prompts(llm: object, prompts: list) -> None:
     """Keep each prompt the engine sends to the model, with its generation options."""
-    real = llm.stream
+    # The engine renders chats through `stream_prompt` (older checkouts: `stream` took text).
+    name = "stream_prompt" if hasattr(llm, "stream_prompt") else "stream"
+    real = getattr(llm, name)
 
     def stream(prompt: str, max_tokens: int = 256, temperature: float = 0.0, stop=(), prefix=""):  # noqa: ANN001, ANN202
         if prefix:  # the answer's prompt, not the follow-up rewrite's
@@ -155,7 +157,7 @@ def _record_prompts(llm: object, prompts: list) -> None:
         extra = {"prefix": prefix} if prefix else {}  # the "before" checkout has no prefix
         return real(prompt, max_tokens, temperature, stop, **extra)
 
-    llm.stream = stream
+    setattr(llm, name, stream)
 
 
 def _raw_model(llm: object, lookup: bool = False) -> object:

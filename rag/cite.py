@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-REFUSAL = "The documents don't say."
+from .messages import REFUSAL  # noqa: F401 - the refusal sentence, known in one place
 
 # What small models write inside a citation: "3", "1, 2", "2-4", "Passage 2", "doc 1 and 3".
 _LABEL = r"(?:passages?|sources?|docs?|documents?)\s*(?:#\s*)?"

@@ -24,6 +24,8 @@ ENV = {
     "RAG_EVIDENCE_TOKENS": "evidence_tokens",
     "RAG_CALIBRATION": "calibration",
     "RAG_MIN_CONFIDENCE": "min_confidence",
+    "RAG_TIMEOUT": "timeout",
+    "RAG_MAX_TOKENS": "max_tokens",
 }
 
 
@@ -55,7 +57,10 @@ class Config:
     # The prompt gets the sentences of the k passages that answer best, up to this many tokens
     # in all (0: the whole passages). See docs/BENCHMARKS.md, "Seed questions: before and after".
     evidence_tokens: int = 240
+    # A GGUF file run here (a path or a name `rag models` knows), or "openai:URL[#MODEL]": a
+    # server speaking the OpenAI chat API (its key from RAG_API_KEY or OPENAI_API_KEY).
     model: str = "qwen2.5-coder-1.5b"
+    timeout: float = 120.0  # seconds an answer model server may take to answer (openai:)
     n_ctx: int = 4096
     max_tokens: int = 160  # answers are one to three sentences; a runaway loop stops here
     temperature: float = 0.0

@@ -31,6 +31,10 @@ class ModelMissing(RagError):
     """An embedding or answer model is missing, truncated or fails its checksum."""
 
 
+class ModelUnavailable(RagError):
+    """The answer model's server cannot be reached, is too slow, or answers with an error."""
+
+
 class PromptError(RagError):
     """A prompt template is missing or a placeholder is unfilled."""
 

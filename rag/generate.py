@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -30,6 +30,52 @@ CHATML = (
 CHUNK = 64
 
 
+class Generator(Protocol):
+    """What the engine needs of an answer model, wherever it runs: chat messages in, text
+    pieces out, tokens counted, and the last generation's timings in `last_stats`
+    (prompt_tokens, completion_tokens, ttft_s, total_s, tokens_per_s, finish_reason; and
+    logprob_mean/logprob_min where the model reports them)."""
+
+    name: str
+    n_ctx: int
+    last_stats: dict
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+def load(
+    model: str, models_dir: Path, n_ctx: int, threads: int | None, seed: int, timeout: float
+) -> Generator:
+    """The answer model a `model` setting names: "openai:URL[#MODEL]" is a server speaking the
+    OpenAI chat API (its key from RAG_API_KEY or OPENAI_API_KEY); anything else a GGUF file
+    run here by llama.cpp (a path, or a name `rag models` knows)."""
+    if model.startswith(REMOTE_PREFIX):
+        from .remote import RemoteLLM
+
+        return RemoteLLM.from_setting(model, n_ctx=n_ctx, seed=seed, timeout=timeout)
+    from . import models
+
+    return LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
+
+
+def generate(model: Generator, messages: list[dict], **options: object) -> str:
+    """The whole text a model writes for a chat (see `Generator.stream`)."""
+    return "".join(model.stream(messages, **options))
+
+
+REMOTE_PREFIX = "openai:"
+
+
 class LLM:
     """A loaded GGUF model: renders chats, counts tokens, generates text one caller at a time."""
 
@@ -39,6 +85,7 @@ class LLM:
         import llama_cpp
 
         self.path = Path(path)
+        self.name = self.path.name
         self.n_ctx = n_ctx
         self.seed = seed
         if not self.path.is_file():
@@ -123,6 +170,21 @@ class LLM:
 
     def stream(
         self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
+        """Text pieces for a chat, rendered with the model's template. A leading system
+        message's state is computed once and reused by every later chat that starts with it
+        (see `stream_prompt`)."""
+        prefix = ""
+        if messages and messages[0].get("role") == "system":
+            prefix = self.chat_prefix(str(messages[0].get("content", "")))
+        return self.stream_prompt(self.format_chat(messages), max_tokens, temperature, stop, prefix)
+
+    def stream_prompt(
+        self,
         prompt: str,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -148,7 +210,7 @@ class LLM:
         fixed = min(_common(self.tokenize(prefix), tokens), len(tokens) - 1) if prefix else 0
         return self._stream(tokens, fixed, max_tokens, temperature, list(stop))
 
-    def generate(
+    def generate_prompt(
         self,
         prompt: str,
         max_tokens: int = 256,
@@ -156,8 +218,8 @@ class LLM:
         stop: Sequence[str] = (),
         prefix: str = "",
     ) -> str:
-        """The whole generated text (see `stream`)."""
-        return "".join(self.stream(prompt, max_tokens, temperature, stop, prefix))
+        """The whole generated text for a rendered prompt (see `stream_prompt`)."""
+        return "".join(self.stream_prompt(prompt, max_tokens, temperature, stop, prefix))
 
     def chat_prefix(self, system: str) -> str:
         """The start every prompt with this system message shares: the rendered system turn

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -10,15 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import (
-    cite,
     confidence,
     embed,
     evidence,
+    generate,
     ingest,
     judge,
     lexical,
-    prompt,
+    messages,
     retrieve,
+    rewrite,
     store,
     verify,
 )
@@ -29,18 +29,6 @@ from .judge import make_answer, off_topic_terms  # noqa: F401 - part of this mod
 from .types import Answer, Hit, IndexSummary
 
 MAX_QUESTION_CHARS = 2000
-_CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>|\[/?INST\]")
-# The prompt's own passage fence: a document that writes it could close its passage early.
-_FENCE = re.compile(r"<(?=\s*/?\s*passage\b)", re.IGNORECASE)
-# Where a small model, done answering, starts writing the next turn of the example by itself.
-ANSWER_STOPS = ("\nQuestion:", "\n\nQuestion", "<passage", "\n\n\n")
-
-# Words that make a question lean on the conversation before it.
-_FOLLOW_UP = re.compile(
-    r"\b(he|she|it|they|him|her|them|his|hers|its|their|theirs|this|that|these|those|"
-    r"there|then|the same|the other|else|more|also|again)\b",
-    re.IGNORECASE,
-)
 
 
 class Engine:
@@ -89,14 +77,14 @@ class Engine:
             return self._embedder
 
     @property
-    def llm(self):  # noqa: ANN201 - rag.generate.LLM, imported lazily
+    def llm(self) -> generate.Generator:
+        """The answer model (`rag.generate.Generator`): a GGUF file run here, or a server."""
         with self._lock:
             if self._llm is None:
-                from . import models
-                from .generate import LLM
-
-                path = models.resolve(self.config.model, Path(self.config.models_dir))
-                self._llm = LLM(path, self.config.n_ctx, self.config.threads, self.config.seed)
+                c = self.config
+                self._llm = generate.load(
+                    c.model, Path(c.models_dir), c.n_ctx, c.threads, c.seed, c.timeout
+                )
             return self._llm
 
     # -- indexing and search -------------------------------------------------------------
@@ -124,32 +112,20 @@ class Engine:
 
     def standalone(self, question: str, history: Sequence[dict] | None) -> str:
         """The question rewritten to stand alone, when it leans on earlier turns."""
-        if not needs_rewrite(question, history):
+        if not rewrite.needs_rewrite(question, history):
             return question
-        turns = [t for t in (history or []) if t.get("content")]
         llm = self.llm
-        budget = self.config.history_tokens
-        lines: list[str] = []
-        for turn in reversed(turns):
-            who = "User" if turn.get("role") == "user" else "Assistant"
-            line = f"{who}: {judge.strip_citations(str(turn['content']))[:600]}"
-            cost = llm.count_tokens(line)
-            if cost > budget:
-                break
-            budget -= cost
-            lines.insert(0, line)
-        text = prompt.fill(
-            "rewrite", self.config.prompts_dir, history="\n".join(lines), question=question
+        chat = rewrite.messages(
+            question,
+            history or [],
+            self.config.prompts_dir,
+            llm.count_tokens,
+            self.config.history_tokens,
         )
-        messages = [{"role": "user", "content": text}]
-        rewritten = llm.generate(
-            llm.format_chat(messages), max_tokens=64, temperature=0.0, stop=["\n"]
-        ).strip()
-        rewritten = rewritten.strip().strip('"').strip()
-        # A rewrite that lost the question (empty, or an answer instead) is not used.
-        if len(rewritten) < 8 or len(rewritten) > 4 * len(question) + 200:
-            return question
-        return rewritten
+        written = generate.generate(
+            llm, chat, max_tokens=rewrite.MAX_TOKENS, temperature=0.0, stop=rewrite.STOPS
+        )
+        return rewrite.accept(written, question)
 
     def evidence(
         self,
@@ -179,41 +155,15 @@ class Engine:
         )
         return evidence.select(hits, found, scores, self.llm.count_tokens, budget, context)
 
-    def passages_prompt(
+    def answer_messages(
         self, question: str, hits: Sequence[Hit], texts: Sequence[str] | None = None
-    ) -> tuple[str, list[Hit]]:
-        """The chat prompt for one question over numbered passages (`texts`, by default the
-        passages' whole text), and the passages that fit the context (the best first; a
-        passage that does not fit is left out, not cut)."""
-        llm = self.llm
-        system = prompt.fill("system", self.config.prompts_dir)
-        budget = self.config.n_ctx - self.config.max_tokens - llm.count_tokens(system) - 64
-        budget -= llm.count_tokens(question) * 2
-        blocks: list[str] = []
-        used: list[Hit] = []
-        texts = texts if texts is not None else [h.chunk.text for h in hits]
-        for n, (hit, text) in enumerate(zip(hits, texts), start=1):
-            block = prompt.fill(
-                "passage",
-                self.config.prompts_dir,
-                number=str(n),
-                title=_inert(hit.chunk.title).replace('"', "'"),
-                text=_inert(text),
-            )
-            cost = llm.count_tokens(block)
-            if cost > budget:
-                break
-            budget -= cost
-            blocks.append(block)
-            used.append(hit)
-        user = prompt.fill(
-            "question",
-            self.config.prompts_dir,
-            passages="\n".join(blocks),
-            question=_inert(question),
+    ) -> tuple[list[dict], list[Hit]]:
+        """The chat for one question over numbered passages, and the passages that fit
+        (see `rag.messages.answer_messages`)."""
+        c = self.config
+        return messages.answer_messages(
+            question, hits, texts, c.prompts_dir, self.llm.count_tokens, c.n_ctx, c.max_tokens
         )
-        chat = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        return llm.format_chat(chat), used
 
     def stream(
         self, question: str, history: Sequence[dict] | None = None, k: int | None = None
@@ -224,11 +174,11 @@ class Engine:
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
         hits = self._retrieve(searched, k or self.config.k)
-        ran = needs_rewrite(question, history)
+        ran = rewrite.needs_rewrite(question, history)
         timings = {"rewrite_s": rewritten_at - began if ran else 0.0}
         timings["retrieve_s"] = time.perf_counter() - rewritten_at
         if not hits or max(h.score for h in hits) < self.config.min_score:
-            yield cite.REFUSAL
+            yield messages.REFUSAL
             timings["total_s"] = time.perf_counter() - began
             yield judge.refusal(
                 searched, "no passage is close to the question", timings, passages=tuple(hits)
@@ -267,17 +217,15 @@ class Engine:
         """Generate over the excerpts and judge the answer (see `rag.judge.make_answer`);
         yields the text pieces when `show`, and returns the Answer."""
         llm = self.llm
-        text_prompt, shown = self.passages_prompt(
+        chat, shown = self.answer_messages(
             searched, [e.hit for e in excerpts], [e.text for e in excerpts]
         )
         pieces: list[str] = []
-        system = prompt.fill("system", self.config.prompts_dir)
         for piece in llm.stream(
-            text_prompt,
+            chat,
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature,
-            stop=ANSWER_STOPS,
-            prefix=llm.chat_prefix(system),
+            stop=messages.ANSWER_STOPS,
         ):
             pieces.append(piece)
             if show:
@@ -329,17 +277,7 @@ class Engine:
         return result
 
 
-def needs_rewrite(question: str, history: Sequence[dict] | None) -> bool:
-    """Whether a question leans on earlier turns (a pronoun and a history to resolve it)."""
-    return any(t.get("content") for t in history or []) and bool(_FOLLOW_UP.search(question))
-
-
-def _inert(text: str) -> str:
-    """Text with chat-control markers (`<|im_start|>`, `<|endoftext|>` …) and passage tags
-    defused, so a document or a question cannot open a new turn in the model's prompt or close
-    its passage's fence."""
-    text = _CONTROL.sub(lambda m: m.group(0).replace("|", "¦"), text)
-    return _FENCE.sub("‹", text)
+needs_rewrite = rewrite.needs_rewrite  # part of this module's API
 
 
 def _check_question(question: str) -> str:

@@ -41,9 +41,9 @@ def chat(llm: LLM, question: str, system: str = SYSTEM) -> str:
 
 def test_the_same_prompt_gives_the_same_text(llm: LLM) -> None:
     prompt = chat(llm, "What is the capital of France?")
-    first = llm.generate(prompt, max_tokens=32)
-    llm.generate(chat(llm, "Name a colour."), max_tokens=8)  # something else in between
-    second = llm.generate(prompt, max_tokens=32)
+    first = llm.generate_prompt(prompt, max_tokens=32)
+    llm.generate_prompt(chat(llm, "Name a colour."), max_tokens=8)  # something else in between
+    second = llm.generate_prompt(prompt, max_tokens=32)
     assert first.strip()
     assert first == second
 
@@ -51,32 +51,32 @@ def test_the_same_prompt_gives_the_same_text(llm: LLM) -> None:
 def test_reusing_the_cache_does_not_change_the_answer(llm: LLM, smollm2_path: Path) -> None:
     # A greedy answer once flipped when all but the last prompt token came from the cache.
     prompt = chat(llm, "Count from 1 to 10.")
-    cold = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate(prompt, max_tokens=40)
-    assert llm.generate(prompt, max_tokens=40) == cold
-    assert llm.generate(prompt, max_tokens=40) == cold  # all but the last token cached
-    llm.generate(chat(llm, "Name a colour."), max_tokens=8)
-    assert llm.generate(prompt, max_tokens=40) == cold  # the system prompt cached
+    cold = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate_prompt(prompt, max_tokens=40)
+    assert llm.generate_prompt(prompt, max_tokens=40) == cold
+    assert llm.generate_prompt(prompt, max_tokens=40) == cold  # all but the last token cached
+    llm.generate_prompt(chat(llm, "Name a colour."), max_tokens=8)
+    assert llm.generate_prompt(prompt, max_tokens=40) == cold  # the system prompt cached
 
 
 def test_streaming_yields_pieces_that_join_to_the_whole_text(llm: LLM) -> None:
     prompt = chat(llm, "Count from 1 to 10.")
-    pieces = list(llm.stream(prompt, max_tokens=40))
+    pieces = list(llm.stream_prompt(prompt, max_tokens=40))
     assert len(pieces) > 5
-    assert "".join(pieces) == llm.generate(prompt, max_tokens=40)
+    assert "".join(pieces) == llm.generate_prompt(prompt, max_tokens=40)
 
 
 def test_a_stop_string_ends_the_text_before_it(llm: LLM) -> None:
     prompt = chat(llm, "Count from 1 to 10.")
-    full = llm.generate(prompt, max_tokens=40)
+    full = llm.generate_prompt(prompt, max_tokens=40)
     stop = full[len(full) // 2 :][:3]
     assert stop.strip()
-    cut = llm.generate(prompt, max_tokens=40, stop=[stop])
+    cut = llm.generate_prompt(prompt, max_tokens=40, stop=[stop])
     assert cut == full[: full.index(stop)]
 
 
 def test_stats_describe_the_last_generation(llm: LLM) -> None:
     prompt = chat(llm, "Say hello.")
-    llm.generate(prompt, max_tokens=16)
+    llm.generate_prompt(prompt, max_tokens=16)
     stats = llm.last_stats
     assert stats["prompt_tokens"] == len(llm.tokenize(prompt))
     assert 0 < stats["completion_tokens"] <= 16
@@ -87,19 +87,19 @@ def test_stats_describe_the_last_generation(llm: LLM) -> None:
 
 def test_token_probabilities_are_real_and_change_no_answer(llm: LLM, smollm2_path: Path) -> None:
     prompt = chat(llm, "What is the capital of France?")
-    answer = llm.generate(prompt, max_tokens=24)
+    answer = llm.generate_prompt(prompt, max_tokens=24)
     stats = llm.last_stats
     # Greedy tokens are the likeliest, so their log-probabilities are real and at most 0.
     assert stats["logprob_min"] <= stats["logprob_first"] <= 0.0
     assert stats["logprob_min"] <= stats["logprob_mean"] <= 0.0
-    fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate(prompt, max_tokens=24)
+    fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS).generate_prompt(prompt, max_tokens=24)
     assert fresh == answer
 
 
 def test_a_fixed_system_prompt_is_read_once_and_reused(llm: LLM) -> None:
-    llm.generate(chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4)
+    llm.generate_prompt(chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4)
     cold = dict(llm.last_stats)
-    llm.generate(chat(llm, "Which garden is it?", LONG_SYSTEM), max_tokens=4)
+    llm.generate_prompt(chat(llm, "Which garden is it?", LONG_SYSTEM), max_tokens=4)
     warm = dict(llm.last_stats)
     prefix = llm.count_tokens(chat(llm, "", LONG_SYSTEM).split("<|im_start|>user")[0])
     assert cold["prompt_tokens"] > 600
@@ -113,19 +113,21 @@ def test_a_declared_prefix_is_reused_whole_and_answers_stay_the_same(
     prefix = llm.chat_prefix(LONG_SYSTEM)
     questions = ["Where does fox 3 sleep?", "Which garden is it?", "Where does fox 7 sleep?"]
     fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
-    cold = [fresh.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24) for q in questions[:1]]
+    cold = [fresh.generate_prompt(chat(llm, q, LONG_SYSTEM), max_tokens=24) for q in questions[:1]]
     fixed = len(llm.tokenize(prefix))
     assert fixed % CHUNK != 0  # otherwise this tests nothing beyond the plain grid
     warm = []
     for q in questions:
-        warm.append(llm.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix))
+        warm.append(llm.generate_prompt(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix))
         assert llm.last_stats["prefix_tokens"] == fixed
     assert llm.last_stats["cached_tokens"] == fixed  # the whole system turn, not whole chunks
     assert warm[0] == cold[0]
     # Read cold, each answer is what it was with the prefix cached.
     for q, answer in zip(questions[1:], warm[1:]):
         other = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
-        assert other.generate(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix) == answer
+        assert (
+            other.generate_prompt(chat(llm, q, LONG_SYSTEM), max_tokens=24, prefix=prefix) == answer
+        )
         other.close()
     fresh.close()
 
@@ -137,13 +139,15 @@ def test_a_prefix_pushed_out_by_another_prompt_is_restored_and_answers_stay_the_
     # answers, and the answer's system turn comes back from its saved state, not read again.
     prefix = llm.chat_prefix(LONG_SYSTEM)
     fixed = len(llm.tokenize(prefix))
-    llm.generate(chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4, prefix=prefix)
-    llm.generate(chat(llm, "Say hello."), max_tokens=4)
+    llm.generate_prompt(
+        chat(llm, "Where does fox 3 sleep?", LONG_SYSTEM), max_tokens=4, prefix=prefix
+    )
+    llm.generate_prompt(chat(llm, "Say hello."), max_tokens=4)
     question = chat(llm, "Which garden is fox 5 in?", LONG_SYSTEM)
-    warm = llm.generate(question, max_tokens=24, prefix=prefix)
+    warm = llm.generate_prompt(question, max_tokens=24, prefix=prefix)
     assert llm.last_stats["cached_tokens"] == llm.last_stats["prefix_tokens"] == fixed
     fresh = LLM(smollm2_path, n_ctx=2048, threads=THREADS)
-    assert fresh.generate(question, max_tokens=24, prefix=prefix) == warm
+    assert fresh.generate_prompt(question, max_tokens=24, prefix=prefix) == warm
     assert fresh.last_stats["cached_tokens"] == 0  # read, not restored: nothing was saved
     fresh.close()
 
@@ -151,9 +155,9 @@ def test_a_prefix_pushed_out_by_another_prompt_is_restored_and_answers_stay_the_
 def test_forget_makes_the_next_prompt_read_cold_with_the_same_answer(llm: LLM) -> None:
     prefix = llm.chat_prefix(LONG_SYSTEM)
     question = chat(llm, "Where does fox 9 sleep?", LONG_SYSTEM)
-    warm = llm.generate(question, max_tokens=16, prefix=prefix)
+    warm = llm.generate_prompt(question, max_tokens=16, prefix=prefix)
     llm.forget()
-    assert llm.generate(question, max_tokens=16, prefix=prefix) == warm
+    assert llm.generate_prompt(question, max_tokens=16, prefix=prefix) == warm
     assert llm.last_stats["cached_tokens"] == 0  # neither the cache nor the saved prefix
 
 
@@ -171,10 +175,10 @@ def test_cached_tokens_are_reused_only_at_batch_starts_read_the_same_way() -> No
 def test_a_prompt_beyond_the_context_is_refused_before_running(llm: LLM) -> None:
     prompt = chat(llm, "Summarise: " + "lorem ipsum dolor sit amet " * 600)
     with pytest.raises(RagError, match="context"):
-        llm.stream(prompt, max_tokens=64)
+        llm.stream_prompt(prompt, max_tokens=64)
     with pytest.raises(RagError, match="2048"):
-        llm.generate(chat(llm, "hi"), max_tokens=2048)
-    assert llm.generate(chat(llm, "Say yes."), max_tokens=4)  # the model is still free
+        llm.generate_prompt(chat(llm, "hi"), max_tokens=2048)
+    assert llm.generate_prompt(chat(llm, "Say yes."), max_tokens=4)  # the model is still free
 
 
 def test_token_counts_are_sane(llm: LLM) -> None:
@@ -196,13 +200,13 @@ def test_a_chat_is_rendered_with_the_models_template(llm: LLM) -> None:
 
 
 def test_stopping_early_frees_the_model_for_the_next_caller(llm: LLM) -> None:
-    pieces = llm.stream(chat(llm, "Count from 1 to 100."), max_tokens=200)
+    pieces = llm.stream_prompt(chat(llm, "Count from 1 to 100."), max_tokens=200)
     next(pieces)
     pieces.close()
     done = threading.Event()
 
     def other_user() -> None:
-        llm.generate(chat(llm, "Say yes."), max_tokens=4)
+        llm.generate_prompt(chat(llm, "Say yes."), max_tokens=4)
         done.set()
 
     threading.Thread(target=other_user, daemon=True).start()
@@ -211,11 +215,11 @@ def test_stopping_early_frees_the_model_for_the_next_caller(llm: LLM) -> None:
 
 def test_two_users_at_once_get_what_each_would_get_alone(llm: LLM) -> None:
     questions = ["What is the capital of France?", "Count from 1 to 5."]
-    alone = [llm.generate(chat(llm, q), max_tokens=24) for q in questions]
+    alone = [llm.generate_prompt(chat(llm, q), max_tokens=24) for q in questions]
     together: dict[int, str] = {}
 
     def user(i: int) -> None:
-        together[i] = "".join(llm.stream(chat(llm, questions[i]), max_tokens=24))
+        together[i] = "".join(llm.stream_prompt(chat(llm, questions[i]), max_tokens=24))
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(2)]
     for t in threads:
@@ -262,6 +266,6 @@ def test_the_default_model_answers_from_a_passage() -> None:
         ]
     )
     assert "<|im_start|>system" in prompt
-    text = model.generate(prompt, max_tokens=40)
+    text = model.generate_prompt(prompt, max_tokens=40)
     assert "02:00" in text or "2" in text
-    assert model.generate(prompt, max_tokens=40) == text
+    assert model.generate_prompt(prompt, max_tokens=40) == text
