@@ -21,6 +21,7 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "llamaindex": "bench.llamaindex",
     "evidence": "bench.evidence",
+    "remote": "bench.remote",
 }
 
 
