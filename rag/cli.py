@@ -120,6 +120,59 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import web
+    from .pipeline import Engine
+    from .serve import openai_api
+
+    auth = web.login()
+    if auth is None and web.open_to_network(args.host):
+        print(
+            f"warning: the API will be open to the network ({args.host}) without a key: "
+            'set RAG_AUTH="user:password"',
+            file=sys.stderr,
+        )
+    web.check_port(args.host, args.port)
+    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
+    for problem in web.warm(engine):
+        print(f"warning: {problem}", file=sys.stderr)
+    key = "the password of RAG_AUTH" if auth else "none needed"
+    print(
+        f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model "
+        f"{openai_api.model_name(engine)!r}, API key: {key})",
+        file=sys.stderr,
+    )
+    openai_api.run(engine, host=args.host, port=args.port, auth=auth)
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from . import web
+    from .pipeline import Engine
+    from .serve import mcp as mcp_server
+
+    http = args.transport == "http"
+    if http:
+        if web.open_to_network(args.host):
+            print(
+                f"warning: the MCP server will be open to the network ({args.host}) without a "
+                "login",
+                file=sys.stderr,
+            )
+        web.check_port(args.host, args.port)
+    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    index = engine.index  # a missing or damaged index stops here, with one line
+    where = f"http://{args.host}:{args.port}/mcp" if http else "stdio"
+    print(
+        f"MCP server on {where}: {len(index.manifest.get('documents', {}))} documents, "
+        f"{index.size} passages ({engine.config.index_dir})",
+        file=sys.stderr,  # over stdio, stdout is the protocol's
+    )
+    mcp_server.run(engine, args.transport, host=args.host, port=args.port)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
@@ -207,7 +260,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ask", help="answer a question with citations")
     s.add_argument("question")
-    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument(
+        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+    )
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.add_argument("--json", action="store_true", help="print the Answer as JSON")
@@ -216,7 +271,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("chat", help="open the chat page in the browser")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument(
+        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+    )
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.add_argument("--share", action="store_true", help="also open a public Gradio share link")
@@ -230,6 +287,38 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(run=cmd_chat)
 
+    s = sub.add_parser(
+        "serve",
+        help="answer as an OpenAI-compatible API (/v1/chat/completions, /v1/models)",
+        description='Serve the index as an OpenAI-compatible API. With RAG_AUTH="user:password" '
+        "set, clients must send the password (or user:password) as their API key.",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument(
+        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+    )
+    s.add_argument("-k", type=int, help="passages given to the model")
+    common(s)
+    s.set_defaults(run=cmd_serve)
+
+    s = sub.add_parser(
+        "mcp",
+        help="serve search, answers and the documents to MCP clients (stdio or HTTP)",
+        description="Serve the index as a Model Context Protocol server: tools `search` and "
+        "`answer`, each indexed document as a resource. Over stdio the MCP client starts this "
+        "command itself; with --transport http it listens at http://HOST:PORT/mcp.",
+    )
+    s.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
+    s.add_argument("--host", default="127.0.0.1", help="address for http (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8001, help="port for http (default 8001)")
+    s.add_argument(
+        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+    )
+    s.add_argument("-k", type=int, help="passages given to the model")
+    common(s)
+    s.set_defaults(run=cmd_mcp)
+
     s = sub.add_parser("models", help="check or assemble answer models")
     s.add_argument("names", nargs="*", help="preset names or paths (default: the configured one)")
     s.set_defaults(run=cmd_models)
@@ -240,7 +329,9 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--retrieval-only", action="store_true", help="search only; no answer model")
     s.add_argument("--retrieval", choices=("dense", "lexical", "hybrid"), help="retrieval mode")
-    s.add_argument("--model", help="answer model: a preset name or a .gguf path")
+    s.add_argument(
+        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+    )
     s.add_argument(
         "-k", type=int, help="passages given to the model (retrieval is scored on max(10, k))"
     )
