@@ -10,6 +10,8 @@ from pathlib import Path
 
 from . import Config, RagError
 
+MODEL_HELP = "answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
+
 
 def _config(args: argparse.Namespace) -> Config:
     options = {
@@ -100,43 +102,48 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
+def _guard(args: argparse.Namespace, what: str, login: bool, share: bool = False) -> None:
+    """Warn when `what` will be open to the network without a login; stop if the port is
+    taken."""
     from . import web
-    from .pipeline import Engine
 
-    auth = web.login(args.auth, require_env=args.auth_from_env)
-    if auth is None and (args.share or web.open_to_network(args.host)):
+    if not login and (share or web.open_to_network(args.host)):
         print(
-            f"warning: the page will be open to the network ({args.host}) without a login: "
+            f"warning: {what} will be open to the network ({args.host}) without a login: "
             'set RAG_AUTH="user:password"',
             file=sys.stderr,
         )
     web.check_port(args.host, args.port)
+
+
+def _started(args: argparse.Namespace, what: str, login: bool, share: bool = False):  # noqa: ANN202 - rag.Engine
+    """The engine of a server command, its index open and models loaded (see `_guard`)."""
+    from . import web
+    from .pipeline import Engine
+
+    _guard(args, what, login, share)
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
     for problem in web.warm(engine):
         print(f"warning: {problem}", file=sys.stderr)
+    return engine
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from . import web
+
+    auth = web.login(args.auth, require_env=args.auth_from_env)
+    engine = _started(args, "the page", auth is not None, args.share)
     web.launch(web.build_app(engine), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import web
-    from .pipeline import Engine
     from .serve import openai_api
 
     auth = web.login()
-    if auth is None and web.open_to_network(args.host):
-        print(
-            f"warning: the API will be open to the network ({args.host}) without a key: "
-            'set RAG_AUTH="user:password"',
-            file=sys.stderr,
-        )
-    web.check_port(args.host, args.port)
-    engine = Engine(_config(args), build_missing=args.index_dir is None)
-    print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
-    for problem in web.warm(engine):
-        print(f"warning: {problem}", file=sys.stderr)
+    engine = _started(args, "the API", auth is not None)
     key = "the password of RAG_AUTH" if auth else "none needed"
     print(
         f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model "
@@ -148,19 +155,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from . import web
     from .pipeline import Engine
     from .serve import mcp as mcp_server
 
     http = args.transport == "http"
     if http:
-        if web.open_to_network(args.host):
-            print(
-                f"warning: the MCP server will be open to the network ({args.host}) without a "
-                "login",
-                file=sys.stderr,
-            )
-        web.check_port(args.host, args.port)
+        _guard(args, "the MCP server", login=False)
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     index = engine.index  # a missing or damaged index stops here, with one line
     where = f"http://{args.host}:{args.port}/mcp" if http else "stdio"
@@ -260,9 +260,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ask", help="answer a question with citations")
     s.add_argument("question")
-    s.add_argument(
-        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
-    )
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.add_argument("--json", action="store_true", help="print the Answer as JSON")
@@ -271,9 +269,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("chat", help="open the chat page in the browser")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    s.add_argument(
-        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
-    )
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.add_argument("--share", action="store_true", help="also open a public Gradio share link")
@@ -295,9 +291,7 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument(
-        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
-    )
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.set_defaults(run=cmd_serve)
@@ -312,9 +306,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     s.add_argument("--host", default="127.0.0.1", help="address for http (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8001, help="port for http (default 8001)")
-    s.add_argument(
-        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
-    )
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
     s.set_defaults(run=cmd_mcp)
@@ -329,9 +321,7 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--retrieval-only", action="store_true", help="search only; no answer model")
     s.add_argument("--retrieval", choices=("dense", "lexical", "hybrid"), help="retrieval mode")
-    s.add_argument(
-        "--model", help="answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
-    )
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument(
         "-k", type=int, help="passages given to the model (retrieval is scored on max(10, k))"
     )

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def artifacts_dir() -> Path:
 
 
 SMALL_MODEL = "smollm2-135m"
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End a server process started by a test: politely, then for sure."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def free_port() -> int:

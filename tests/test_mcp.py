@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import pytest
-from conftest import ROOT, SEEDS, SMALL_MODEL, free_port
+from conftest import ROOT, SEEDS, SMALL_MODEL, free_port, stop
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -222,12 +222,7 @@ def test_streamable_http_serves_the_same_tools(index_dir: Path, tmp_path: Path) 
         assert len(found.structured_content["passages"]) == 5
         assert found.structured_content["passages"][0]["source"] == LAPPO
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop(server)
 
 
 def wait_for_port(port: int, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
