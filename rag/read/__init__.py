@@ -12,9 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .clean import clean
-from .errors import RagError, UnreadableDocument
-from .types import Document
+from ..clean import clean
+from ..errors import RagError, UnreadableDocument
+from ..types import Document
+from . import pdf
+from .common import Extracted
+from .common import reason as _reason
 
 if TYPE_CHECKING:
     from docx.document import Document as WordDocument
@@ -27,9 +30,6 @@ TITLE_CHARS = 120
 # unpacks to more than this (a zip bomb: gigabytes of text in a few hundred kilobytes) is
 # refused unopened. Pictures are not counted; they are never read.
 MAX_DOCX_XML = 256 * 1024 * 1024
-
-# (original text, title or "", page starts) from a file's bytes.
-Extracted = tuple[str, str, tuple[int, ...]]
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE, whose BOM is its prefix
@@ -53,12 +53,6 @@ _FRONT_MATTER_TITLE = re.compile(
     r"\A---[ \t]*\n(?:(?!---).*\n)*?title:[ \t]*[\"']?(.+?)[\"']?[ \t]*\n"
 )
 _MARKDOWN_MARKS = re.compile(r"^[#>\s]+|[#\s]+$|[*`]+|(?<!\w)_+|_+(?!\w)")
-# Metadata titles that name the file or the program rather than the document.
-_JUNK_TITLE = re.compile(
-    r"microsoft (?:word|powerpoint) - |untitled\b"
-    r"|.*\.(?:docx?|pdf|txt|rtf|odt|pptx?|indd|tex|dvi)$",
-    re.IGNORECASE,
-)
 _MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 # HTML elements that hold site chrome or code, never the page's text.
 _HTML_CHROME = (
@@ -285,53 +279,6 @@ def _all_text(page: HtmlElement) -> str:
     return page.text_content()
 
 
-def _read_pdf(data: bytes) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError
-
-    if b"%PDF-" not in data[:1024]:
-        raise UnreadableDocument("not a PDF (no %PDF header)")
-    if b"%%EOF" not in data[-1024:]:
-        raise UnreadableDocument("truncated or damaged PDF: no end-of-file marker")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")
-            except (DependencyError, NotImplementedError) as error:
-                raise UnreadableDocument(f"encrypted PDF ({_reason(error)})") from error
-            if not opened:
-                raise UnreadableDocument("encrypted PDF (needs a password)")
-        pages = list(reader.pages)
-    except UnreadableDocument:
-        raise
-    except Exception as error:  # pypdf raises many types on damaged files
-        raise UnreadableDocument(f"truncated or damaged PDF: {_reason(error)}") from error
-    texts: list[str] = []
-    failure: Exception | None = None
-    for page in pages:
-        try:
-            texts.append((page.extract_text() or "").strip())
-        except Exception as error:  # one bad page should not lose the others
-            failure = failure or error
-            texts.append("")
-    if not any(texts):
-        if failure:
-            raise UnreadableDocument(f"truncated or damaged PDF: {_reason(failure)}")
-        raise UnreadableDocument("PDF has no text layer (scanned?)")
-    starts: list[int] = []
-    position = 0
-    for text in texts:
-        starts.append(position)
-        position += len(text) + 2
-    try:
-        title = (reader.metadata or {}).get("/Title") or ""
-    except Exception:  # a damaged info dictionary only costs the title
-        title = ""
-    title = "" if _JUNK_TITLE.match(str(title)) else str(title)
-    return "\n\n".join(texts), title, tuple(starts)
-
-
 def _read_docx(data: bytes) -> Extracted:
     if data.startswith(b"\xd0\xcf\x11\xe0"):
         raise UnreadableDocument("not a valid .docx (an old .doc or a password-protected file)")
@@ -390,14 +337,9 @@ _READERS: dict[str, Callable[[bytes], Extracted]] = {
     ".markdown": _read_markdown,
     ".html": _read_html,
     ".htm": _read_html,
-    ".pdf": _read_pdf,
+    ".pdf": pdf.read_pdf,
     ".docx": _read_docx,
 }
-
-
-def _reason(error: BaseException) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return message if len(message) <= 100 else message[:99] + "\u2026"
 
 
 def _first_line(text: str) -> str:
