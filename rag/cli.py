@@ -160,7 +160,15 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
     http = args.transport == "http"
     if http:
-        _guard(args, "the MCP server", login=False)
+        from . import web
+
+        if web.open_to_network(args.host):
+            # The MCP transport has no login: the documents would be open to the network.
+            raise RagError(
+                f"rag mcp serves HTTP without a login, so it binds only to this machine, not "
+                f"{args.host}: use --host 127.0.0.1 (and a proxy with a login to reach it)"
+            )
+        web.check_port(args.host, args.port)
     engine = Engine(_config(args), build_missing=args.index_dir is None)
     index = engine.index  # a missing or damaged index stops here, with one line
     where = f"http://{args.host}:{args.port}/mcp" if http else "stdio"

@@ -59,10 +59,10 @@ def load(
     """The answer model a `model` setting names: "openai:URL[#MODEL]" is a server speaking the
     OpenAI chat API (its key from RAG_API_KEY or OPENAI_API_KEY); anything else a GGUF file
     run here by llama.cpp (a path, or a name `rag models` knows)."""
-    if model.startswith(REMOTE_PREFIX):
-        from .remote import RemoteLLM
+    from . import remote  # light: httpx is imported when a server is used
 
-        return RemoteLLM.from_setting(model, n_ctx=n_ctx, seed=seed, timeout=timeout)
+    if model.startswith(remote.PREFIX):
+        return remote.RemoteLLM.from_setting(model, n_ctx=n_ctx, seed=seed, timeout=timeout)
     from . import models
 
     return LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
@@ -71,9 +71,6 @@ def load(
 def generate(model: Generator, messages: list[dict], **options: object) -> str:
     """The whole text a model writes for a chat (see `Generator.stream`)."""
     return "".join(model.stream(messages, **options))
-
-
-REMOTE_PREFIX = "openai:"
 
 
 class LLM:

@@ -93,6 +93,7 @@ def make_answer(
         coverage=check.coverage,
         local=check.local,
         question_missing=float(len(check.question_missing)),
+        astray=float(len(check.astray)),
         unknown_terms=float(len(unknown_terms(question, known))) if known else None,
     )
     if not check.ok:

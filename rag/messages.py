@@ -26,8 +26,10 @@ Counter = Callable[[str], int]
 
 
 def system(prompts_dir: Path) -> str:
-    """The system turn: the answering rules, with the refusal sentence."""
-    return prompt.fill("system", prompts_dir, refusal=REFUSAL)
+    """The system turn: the answering rules, with the refusal sentence (a prompt folder copied
+    before the sentence became a placeholder writes it out itself)."""
+    template = prompt.load("system", prompts_dir)
+    return template.fill(**({"refusal": REFUSAL} if "refusal" in template.placeholders else {}))
 
 
 def answer_messages(

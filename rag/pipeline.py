@@ -42,6 +42,7 @@ class Engine:
         self._llm = None
         self._calibration: confidence.Calibration | None | bool = False  # False: not loaded
         self._lock = threading.RLock()
+        self._llm_lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------------
 
@@ -79,7 +80,8 @@ class Engine:
     @property
     def llm(self) -> generate.Generator:
         """The answer model (`rag.generate.Generator`): a GGUF file run here, or a server."""
-        with self._lock:
+        # Loaded under its own lock, not the engine's: searches go on while it loads.
+        with self._llm_lock:
             if self._llm is None:
                 c = self.config
                 self._llm = generate.load(
@@ -174,8 +176,7 @@ class Engine:
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
         hits = self._retrieve(searched, k or self.config.k)
-        ran = rewrite.needs_rewrite(question, history)
-        timings = {"rewrite_s": rewritten_at - began if ran else 0.0}
+        timings = {"rewrite_s": rewritten_at - began if searched != question else 0.0}
         timings["retrieve_s"] = time.perf_counter() - rewritten_at
         if not hits or max(h.score for h in hits) < self.config.min_score:
             yield messages.REFUSAL
@@ -188,7 +189,7 @@ class Engine:
         excerpts = self.evidence(searched, hits)
         timings["evidence_s"] = time.perf_counter() - chose_at
         result = yield from self._answer_from(searched, hits, excerpts, timings, show=True)
-        if result.outcome == "withheld":
+        if result.outcome == "withheld" and result.signals.get("astray"):
             # A number taken from the sentence next to the fact asked ("how many Russian
             # troops" answered with another army's size): asked once more without the
             # passages that say it of something else.
@@ -275,9 +276,6 @@ class Engine:
                 result = item
         assert result is not None
         return result
-
-
-needs_rewrite = rewrite.needs_rewrite  # part of this module's API
 
 
 def _check_question(question: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from .errors import ModelUnavailable, RagError
 
+PREFIX = "openai:"  # of the model setting that names such a server
 # The only key sources: a flag would leave it in shell history and process lists.
 KEY_VARIABLES = ("RAG_API_KEY", "OPENAI_API_KEY")
 # Without a tokenizer on the server, a token is taken to be this many UTF-8 bytes: English runs
@@ -20,6 +21,8 @@ BYTES_PER_TOKEN = 3
 # Fields beyond the OpenAI API that keep greedy answers equal to the in-process ones (llama.cpp
 # servers default to a repeat penalty of 1.1); dropped for a server that refuses them.
 EXTRA = {"repeat_penalty": 1.0}
+# Token counts kept (texts sent again and again: the system turn, the evidence sentences).
+COUNT_CACHE = 4096
 
 
 class RemoteLLM:
@@ -38,7 +41,7 @@ class RemoteLLM:
 
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.name = f"openai:{self.base_url}" + (f"#{model}" if model else "")
+        self.name = f"{PREFIX}{self.base_url}" + (f"#{model}" if model else "")
         self.n_ctx = n_ctx
         self.seed = seed
         self.timeout = timeout
@@ -50,12 +53,14 @@ class RemoteLLM:
         self._extra = dict(EXTRA)
         self._counter: tuple[str, int] | None = None  # (tokenize URL, tokens of "") once probed
         self._probed = False
+        self._probe_lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
         self.last_stats: dict = {}
 
     @classmethod
     def from_setting(cls, setting: str, **options: object) -> RemoteLLM:
         """From "openai:URL[#MODEL]", e.g. "openai:http://127.0.0.1:8080/v1#qwen"."""
-        url, _, model = setting.removeprefix("openai:").partition("#")
+        url, _, model = setting.removeprefix(PREFIX).partition("#")
         if not url.startswith(("http://", "https://")):
             raise RagError(
                 f"model setting {setting!r}: write openai:URL[#MODEL] with the server's base "
@@ -69,13 +74,18 @@ class RemoteLLM:
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the server's model counts them where the server can tokenize
         (llama-cpp-python, llama.cpp, vLLM); else a conservative estimate."""
+        import httpx
+
         if not text:
             return 0
         counter = self._token_counter()
         if counter is None:
             return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
         url, empty = counter
-        return max(0, self._tokenize(url, text) - empty)
+        try:
+            return max(0, self._tokenize(url, text) - empty)
+        except httpx.HTTPError as exc:
+            raise ModelUnavailable(f"cannot count tokens at {url}: {exc}") from None
 
     def stream(
         self,
@@ -86,6 +96,13 @@ class RemoteLLM:
     ) -> Iterator[str]:
         """Text pieces as the server streams them. Errors are raised before the first piece
         (the request is sent when the iterator is first advanced)."""
+        asked = sum(self.count_tokens(str(m.get("content", ""))) + 8 for m in messages)
+        if asked + max_tokens > self.n_ctx:
+            raise RagError(
+                f"the prompt has about {asked} tokens and the answer may take {max_tokens} "
+                f"more, beyond the model's context of {self.n_ctx} tokens (n_ctx: set it to "
+                "the server's context): use fewer or shorter passages or a shorter question"
+            )
         body: dict = {
             "messages": messages,
             "max_tokens": max_tokens,
@@ -126,6 +143,12 @@ class RemoteLLM:
                                 first = first or time.perf_counter()
                                 pieces += 1
                                 yield text
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise ModelUnavailable(
+                    f"the answer model server at {self.base_url} cannot be reached (no "
+                    f"connection: {type(exc).__name__}): start it, or check the URL of --model "
+                    "openai:URL"
+                ) from None
             except httpx.TimeoutException:
                 raise ModelUnavailable(
                     f"the answer model server at {self.base_url} did not answer within "
@@ -162,6 +185,13 @@ class RemoteLLM:
         def opened():  # noqa: ANN202
             for attempt in range(2):
                 with self._http.stream("POST", url, json={**body, **self._extra}) as response:
+                    kind = response.headers.get("content-type", "")
+                    if response.status_code < 400 and "text/event-stream" not in kind:
+                        raise ModelUnavailable(
+                            f"the answer model server at {self.base_url} answered without "
+                            f"streaming ({kind or 'no content type'}): it does not speak the "
+                            "OpenAI chat API's streaming"
+                        )
                     if response.status_code < 400:
                         yield response
                         return
@@ -180,56 +210,72 @@ class RemoteLLM:
         return opened()
 
     def _token_counter(self) -> tuple[str, int] | None:
-        """The server's tokenize endpoint and its count for "" (a BOS it may add), found
-        once."""
-        if self._probed:
-            return self._counter
-        self._probed = True
-        root = self.base_url.removesuffix("/v1")
-        for url in (f"{root}/extras/tokenize", f"{root}/tokenize"):
-            try:
-                self._counter = (url, self._tokenize(url, ""))
-                return self._counter
-            except (RagError, ValueError, KeyError):
-                continue
-        return None
-
-    def _tokenize(self, url: str, text: str) -> int:
+        """The server's tokenize endpoint and its count for "" (a BOS it may add), found once
+        (a server that cannot be reached is asked again next time)."""
         import httpx
 
+        with self._probe_lock:
+            if self._probed:
+                return self._counter
+            root = self.base_url.removesuffix("/v1")
+            for url in (f"{root}/extras/tokenize", f"{root}/tokenize"):
+                try:
+                    self._counter = (url, self._tokenize(url, ""))
+                    break
+                except httpx.TransportError:
+                    return None  # not probed: the server may come up later
+                except (ModelUnavailable, ValueError, KeyError, TypeError):
+                    continue
+            self._probed = True
+            return self._counter
+
+    def _tokenize(self, url: str, text: str) -> int:
+        key = (url, text)
+        if key in self._counts:
+            return self._counts[key]
         # llama-cpp-python reads "input", llama.cpp "content", vLLM "prompt".
         body = {"input": text, "content": text, "prompt": text, "add_special": False}
         if self.model:
             body["model"] = self.model
-        try:
-            response = self._http.post(url, json=body)
-        except httpx.HTTPError as exc:
-            raise ModelUnavailable(f"cannot tokenize at {url}: {exc}") from None
+        response = self._http.post(url, json=body)
         if response.status_code >= 400:
             raise ModelUnavailable(f"cannot tokenize at {url}: {response.status_code}")
         data = response.json()
-        if "count" in data:
-            return int(data["count"])
-        return len(data["tokens"])
+        count = int(data["count"]) if "count" in data else len(data["tokens"])
+        if len(self._counts) >= COUNT_CACHE:
+            self._counts.clear()
+        self._counts[key] = count
+        return count
 
 
 def _events(lines: Iterator[str]) -> Iterator[dict]:
-    """The JSON payloads of a server-sent event stream, up to `data: [DONE]`."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
+    """The JSON payloads of a server-sent event stream, up to `data: [DONE]`; a stream that
+    ends with neither an event nor [DONE] was cut off."""
+    seen = False
+    for line in _data_lines(lines):
+        seen = True
+        if line == "[DONE]":
             return
         try:
-            data = json.loads(payload)
+            data = json.loads(line)
         except json.JSONDecodeError:
             raise ModelUnavailable(
-                f"the answer model server sent a broken event: {payload[:200]}"
+                f"the answer model server sent a broken event: {line[:200]}"
             ) from None
+        if not isinstance(data, dict):
+            raise ModelUnavailable(f"the answer model server sent a broken event: {line[:200]}")
         if "error" in data:
             raise ModelUnavailable(f"the answer model server failed: {_describe(data['error'])}")
         yield data
+    if not seen:
+        raise ModelUnavailable("the answer model server closed the stream without an answer")
+
+
+def _data_lines(lines: Iterator[str]) -> Iterator[str]:
+    """The payloads of an event stream's `data:` lines."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield line[5:].strip()
 
 
 def _error_message(response) -> str:  # noqa: ANN001 - an httpx response

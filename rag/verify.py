@@ -450,8 +450,8 @@ def _counted_elsewhere(
     stated: set[str], counted: Sequence[str], passages: Sequence[str], others: Sequence[str]
 ) -> tuple[str, ...]:
     """The answer's numbers that the passages state only in sentences (with their neighbours)
-    that do not name the thing the question counts, while another sentence shown does name it:
-    the count asked is elsewhere. Empty when the thing is too generic to judge by ("people",
+    that do not name the thing the question counts, while a passage shown but not cited does
+    name it: the count asked is elsewhere. Empty when the thing is too generic to judge by ("people",
     "times") or named nowhere else (the passages may say it in other words)."""
     if not stated or not counted:
         return ()
@@ -469,7 +469,8 @@ def _counted_elsewhere(
             if k < len(passages):
                 for n in found:
                     near[n] = near.get(n, False) or named
-            named_elsewhere = named_elsewhere or (named and not found)
+            else:  # named in a passage not cited: the count asked may be there
+                named_elsewhere = named_elsewhere or (named and not found)
     if not named_elsewhere:
         return ()
     return tuple(sorted(n for n, named in near.items() if not named))

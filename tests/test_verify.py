@@ -117,6 +117,19 @@ def test_a_number_said_of_another_thing_than_the_one_counted_fails() -> None:
     assert seats.ok
 
 
+def test_a_count_said_in_other_words_in_its_own_passage_is_not_judged() -> None:
+    # "votes" named only further on in the cited passage itself: the answer may be right.
+    check = verify.check(
+        "Smith received 5,210 [1].",
+        "How many votes did Smith receive?",
+        [
+            "Smith won with 5,210 ballots cast in his favour. Turnout was low. The count ended "
+            "late. Officials said votes from two towns were delayed."
+        ],
+    )
+    assert check.ok
+
+
 def test_generic_counts_are_not_judged_by_the_sentence() -> None:
     # "people" is said in too many other words ("officials and experts") to demand it.
     check = verify.check(
