@@ -5,7 +5,6 @@ question, asked in turns (in process, then through the server) on the same index
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import statistics
 import subprocess
@@ -66,7 +65,6 @@ def timed(engine: Engine, question: str, history: list | None) -> dict:
 def run(quick: bool = False) -> None:
     import socket
 
-    began_at = datetime.datetime.now().astimezone()
     config = Config.load()
     lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
     questions = [json.loads(line) for line in lines if line.strip()][: 5 if quick else None]
@@ -97,7 +95,6 @@ def run(quick: bool = False) -> None:
         return statistics.median(r[side][key] for r in rows)
 
     body = (
-        f"{report.provenance(began_at)}\n\n"
         f"Model `{config.model}` run by llama-cpp-python in this process, and the same file behind "
         "llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`, default "
         "settings, 127.0.0.1) used through `--model openai:URL`; the same index, evidence and "
