@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup models browser index chat test test-slow lint bench bench-quick clean
+.PHONY: setup models browser tesseract index chat test test-slow lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,13 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
-index: setup
+# Tesseract, which reads scanned PDF pages and images (English; other languages are Debian's
+# tesseract-ocr-LANG packages), and the DejaVu fonts the OCR tests typeset their scans with.
+tesseract:
+	@command -v tesseract >/dev/null && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf ] || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq tesseract-ocr fonts-dejavu-core)
+
+index: setup tesseract
 	$(BIN)/rag index seeds/
 
 # The chat page on http://127.0.0.1:7860 (Ctrl-C stops it).
@@ -47,7 +53,7 @@ chat: models index
 
 # The quality gate (tests/test_quality.py) answers with the default model, so the tests need
 # the same models as the chat.
-test: models browser
+test: models browser tesseract
 	$(BIN)/pytest -m "not slow"
 
 test-slow: models

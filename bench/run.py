@@ -22,6 +22,7 @@ BENCHMARKS = {
     "llamaindex": "bench.llamaindex",
     "evidence": "bench.evidence",
     "remote": "bench.remote",
+    "ocr": "bench.ocr",
 }
 
 

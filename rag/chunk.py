@@ -11,6 +11,10 @@ CountTokens = Callable[[Sequence[str]], list[int]]
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets) before
 # white space and a capital, digit or opening quote; or at a line break.
 _END = re.compile(r"""[.!?…]+["'”’»)\]]*(?=\s+["'“‘«(\[]?[A-Z0-9А-ЯЁ])|\n+""")
+# A table row as the readers write it (rag.read.tables): "Header: value" cells joined by "; ",
+# or cells joined by " | " (rows without headers, Markdown tables). It is cut only between cells.
+_NAMED_CELL = re.compile(r"[^:;\n]{1,80}: ")
+_CELL_JOINT = re.compile(r"; (?=[^:;\n]{1,80}: )| \| ")
 # Short words that end with a period without ending the sentence.
 _ABBREV = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Capt|Rep|Sen|Gov|Pres|vs|etc|No|Fig|"
@@ -39,6 +43,71 @@ def sentences(text: str) -> list[Span]:
         if b > a:
             out.append((a, b))
     return out
+
+
+def is_table_row(line: str) -> bool:
+    """Whether a line is a table row: at least two "Header: value" cells joined by "; " (and
+    as many cells with a header as without), or cells joined by " | "."""
+    if " | " in line or (line.startswith("|") and line.endswith("|") and len(line) > 1):
+        return True
+    if "; " not in line:
+        return False
+    cells = line.split("; ")
+    named = sum(1 for c in cells if _NAMED_CELL.match(c))
+    return named >= 2 and 2 * named >= len(cells)
+
+
+def units(text: str) -> list[Span]:
+    """The sentences of a text, except that each table row is one unit, whatever its sentences."""
+    spans = sentences(text)
+    rows = [
+        m.span()
+        for m in re.finditer(r"[^\n]+", text)
+        if ("; " in m.group() or "|" in m.group()) and is_table_row(m.group().strip())
+    ]
+    if not rows:
+        return spans
+    out: list[Span] = []
+    k = 0
+    for a, b in spans:
+        while k < len(rows) and rows[k][1] <= a:
+            k += 1
+        if k < len(rows) and rows[k][0] <= a:
+            row = rows[k]
+            if not out or out[-1][1] <= row[0]:
+                line = text[row[0] : row[1]]
+                lead = len(line) - len(line.lstrip())
+                out.append((row[0] + lead, row[0] + len(line.rstrip())))
+            continue
+        out.append((a, b))
+    return out
+
+
+def _split_row(text: str, span: Span, count: CountTokens, limit: int) -> list[Span]:
+    """Cut one over-long table row between cells into pieces of at most `limit` word pieces;
+    a cell longer than that alone is cut at word boundaries."""
+    a, b = span
+    cells: list[Span] = []
+    start = a
+    for m in _CELL_JOINT.finditer(text, a, b):
+        cells.append((start, m.start()))
+        start = m.end()
+    cells.append((start, b))
+    sizes = count([text[x:y] for x, y in cells])
+    pieces: list[Span] = []
+    cur: Span | None = None
+    total = 0
+    for (x, y), n in zip(cells, sizes):
+        if cur is not None and total + n + 1 > limit:
+            pieces.append(cur)
+            cur = None
+        if n > limit:
+            pieces.extend(_split_long(text, (x, y), count, limit))
+            continue
+        cur, total = ((cur[0], y), total + n + 1) if cur is not None else ((x, y), n)
+    if cur is not None:
+        pieces.append(cur)
+    return pieces
 
 
 def _split_long(text: str, span: Span, count: CountTokens, limit: int) -> list[Span]:
@@ -74,19 +143,21 @@ def chunk(
 ) -> list[Span]:
     """Spans of passages of whole sentences, about `target` word pieces each, never above `limit`.
 
+    A table row is kept whole like a sentence (cut between its cells only when it alone is
+    longer than `limit`), so a passage holds whole rows, each with its column headers.
+
     Consecutive passages share up to `overlap` word pieces of whole sentences, so a fact that
     straddles a boundary is still found whole in one of them.
     """
     target = min(target, limit)
-    units: list[Span] = []
-    for span in sentences(text):
-        units.append(span)
-    sizes = count([text[a:b] for a, b in units])
+    spans = units(text)
+    sizes = count([text[a:b] for a, b in spans])
     pieces: list[Span] = []
     piece_sizes: list[int] = []
-    for span, n in zip(units, sizes):
+    for span, n in zip(spans, sizes):
         if n > limit:
-            parts = _split_long(text, span, count, limit)
+            row = is_table_row(text[span[0] : span[1]])
+            parts = (_split_row if row else _split_long)(text, span, count, limit)
             pieces.extend(parts)
             piece_sizes.extend(count([text[a:b] for a, b in parts]))
         else:

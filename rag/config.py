@@ -26,6 +26,8 @@ ENV = {
     "RAG_MIN_CONFIDENCE": "min_confidence",
     "RAG_TIMEOUT": "timeout",
     "RAG_MAX_TOKENS": "max_tokens",
+    "RAG_OCR_LANG": "ocr_languages",
+    "RAG_OCR_CACHE": "ocr_cache",
 }
 
 
@@ -43,6 +45,10 @@ class Config:
     chunk_tokens: int = 128  # target word pieces per passage; hard cap is the model's own limit
     overlap_tokens: int = 24
     batch_size: int = 32
+    # OCR of scanned PDF pages and images: Tesseract's languages ("eng+deu"; each installed as
+    # Debian's tesseract-ocr-LANG) and where the text read from each scan is kept.
+    ocr_languages: str = "eng"
+    ocr_cache: Path | None = None  # default: ~/.cache/rag/ocr
     # How vectors are searched: exact "flat", approximate "ivf" or "hnsw", or "auto" (flat below
     # store.APPROXIMATE_FROM passages, IVF above; see docs/BENCHMARKS.md). Recorded in the
     # manifest; a change takes effect at the next `rag index` without re-embedding.
@@ -99,16 +105,18 @@ class Config:
             home=home,
             corpus=_abs(self.corpus or home / "seeds"),
             index_dir=_abs(self.index_dir or home / "index" / "seeds"),
-            models_dir=_abs(
-                self.models_dir
-                or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rag" / "models"
-            ),
+            models_dir=_abs(self.models_dir or _cache_home() / "models"),
+            ocr_cache=_abs(self.ocr_cache or _cache_home() / "ocr"),
             prompts_dir=_abs(prompts),
         )
 
     def with_(self, **options: object) -> Config:
         """A copy with some settings changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in options.items() if v is not None}).resolved()
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rag"
 
 
 def _abs(path: Path | str) -> Path:

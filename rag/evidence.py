@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunk import sentences
+from .chunk import units
 from .types import Hit
 
 # Sentences of fewer words are captions, bylines and fragments ("(Photo by Reuters)").
@@ -47,14 +47,14 @@ class Excerpt:
 
 def split(hits: Sequence[Hit]) -> list[Sentence]:
     """The distinct sentences of the passages (overlapping passages share some), in order,
-    without the document's title line."""
+    without the document's title line; a table row counts as one sentence."""
     seen: set[tuple[str, str]] = set()
     out: list[Sentence] = []
     for n, hit in enumerate(hits):
         text = hit.chunk.text
         # The document's title line says nothing the passage's title does not.
         title = " ".join(hit.chunk.title.split()).casefold()
-        for a, b in sentences(text):
+        for a, b in units(text):
             key = (hit.chunk.source, text[a:b])
             if key in seen or " ".join(key[1].split()).casefold() == title:
                 continue

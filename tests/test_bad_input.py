@@ -29,9 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scans
 from conftest import ARTIFACTS, SEEDS, SMALL_MODEL, free_port, serve_page
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from PIL import Image
+from test_ocr import NOTICE, garbled_pdf, pdf_picture_bomb, png_bomb
 from test_read import docx_bytes, encrypted, pdf_bytes
 
 from rag import (
@@ -291,9 +294,10 @@ def empty_file(w: World) -> None:
     skipped_for(w, "empty.txt", b"", "empty file")
 
 
-@case("api", "a PDF with no text layer (a scan)")
+@case("api", "a PDF with no text layer and no scanned page (only shapes)")
 def pdf_scan(w: World) -> None:
-    skipped_for(w, "scan.pdf", pdf_bytes("", "", only_shapes=True), r"no text layer \(scanned\?\)")
+    data = pdf_bytes("", "", only_shapes=True)
+    skipped_for(w, "shapes.pdf", data, r"no text layer, and no scanned page to read")
 
 
 @case("api", "an encrypted PDF")
@@ -430,6 +434,76 @@ def fifty_mb(w: World) -> None:
     # and cutting 5 MB into passages 167 MB (the tokenizer's output for all sentences at once).
     assert seen["read_growth"] < 8 * size, seen
     assert seen["passages_growth"] < 10 * seen["passages_chars"], seen
+
+
+# -- scans and images (OCR) -------------------------------------------------------------------
+
+
+def ocr_cache(w: World) -> None:
+    """OCR into a fresh cache, so each case reads its scan with Tesseract."""
+    w.monkeypatch.setenv("RAG_OCR_CACHE", str(w.tmp / "ocr-cache"))
+
+
+@case("api", "an image bomb (a 300-byte PNG declaring 10 gigapixels)")
+def image_bomb(w: World) -> None:
+    ocr_cache(w)
+    began = time.perf_counter()
+    bomb = png_bomb(100_000, 100_000)
+    skipped_for(w, "bomb.png", bomb, r"refused unread \(a decompression bomb\?\)")
+    assert time.perf_counter() - began < 60  # the build; the image itself is never decoded
+
+
+@case("api", "a PDF page showing a picture that declares 100,000×100,000 pixels")
+def pdf_picture_bomb_case(w: World) -> None:
+    ocr_cache(w)
+    skipped_for(w, "bomb.pdf", pdf_picture_bomb(), r"page 1: image of 100,000×100,000 pixels")
+
+
+@case("api", "an image of random noise")
+def noise_image(w: World) -> None:
+    ocr_cache(w)
+    noise = np.random.default_rng(3).integers(0, 256, (1600, 1200), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    began = time.perf_counter()
+    summary = index_with(w, "noise.png", buffer.getvalue())
+    assert time.perf_counter() - began < 300
+    reasons = dict(summary.skipped)
+    assert summary.added == ("noise.png",) or reasons["noise.png"] == (
+        "no text found in the image (OCR)"
+    ), summary
+    seeds_answer(w)
+
+
+@case("api", "a scanned page turned 90°")
+def scan_turned(w: World) -> None:
+    ocr_cache(w)
+    page, _ = scans.pages(NOTICE)[0]
+    index_with(w, "turned.png", scans.png(page.rotate(90, expand=True)))
+    added_and_found(w, "turned.png", "Vilnius ferry terminal repairs", "ferry terminal will close")
+
+
+@case("api", "a PDF whose text layer is garbage")
+def pdf_garbage_layer(w: World) -> None:
+    ocr_cache(w)
+    index_with(w, "notice.pdf", garbled_pdf())
+    added_and_found(w, "notice.pdf", "Vilnius ferry terminal repairs", "ferry terminal will close")
+    hit = w.engine().search("Vilnius ferry terminal repairs", k=1)[0]
+    assert "¤" not in hit.chunk.original  # the junk layer is not what was indexed
+
+
+@case("cli", "a scan and an image with Tesseract not installed")
+def tesseract_missing_cli(w: World) -> None:
+    ocr_cache(w)
+    w.monkeypatch.setenv("PATH", str(w.tmp / "no-programs"))
+    (w.corpus / "notice.png").write_bytes(scans.png(scans.pages(NOTICE)[0][0]))
+    (w.corpus / "scan.pdf").write_bytes(scans.pdf([scans.pages(NOTICE)[0][0]]))
+    code, out, _ = rag(w, "index", w.corpus, "--index-dir", w.index)
+    assert code == 0 and f"unchanged {len(SEED_NAMES)}, skipped 2" in out
+    says = "Tesseract OCR is not installed (needed for scans and images): install the Debian"
+    for name in ("notice.png", "scan.pdf"):
+        assert f"skipped {name}: {says} package tesseract-ocr" in out
+    seeds_answer(w)
 
 
 # -- questions --------------------------------------------------------------------------------

@@ -288,9 +288,11 @@ def test_truncated_pdf(tmp_path: Path) -> None:
     )
 
 
-def test_pdf_without_a_text_layer(tmp_path: Path) -> None:
+def test_pdf_without_a_text_layer_or_a_scanned_page(tmp_path: Path) -> None:
     data = pdf_bytes("", only_shapes=True)
-    assert reason(write(tmp_path / "scan.pdf", data)) == "PDF has no text layer (scanned?)"
+    assert reason(write(tmp_path / "shapes.pdf", data)) == (
+        "PDF has no text (no text layer, and no scanned page to read)"
+    )
 
 
 def test_a_file_named_pdf_that_is_not_one(tmp_path: Path) -> None:
@@ -304,8 +306,8 @@ def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
     document = read_file(write(tmp_path / "notes.docx", docx_bytes(title="Otter field guide")))
     assert document.title == "Otter field guide"
     assert document.text == (
-        "Field notes on otters\nRiver otters hunt fish at dusk.\nSpecies\nHabitat\nLutra lutra\n"
-        "Rivers and coasts\nSea otters float on their backs."
+        "Field notes on otters\nRiver otters hunt fish at dusk.\n"
+        "Species: Lutra lutra; Habitat: Rivers and coasts\nSea otters float on their backs."
     )
 
 
@@ -366,7 +368,7 @@ def test_find_files_walks_folders_skipping_hidden_ones(tmp_path: Path) -> None:
         ".git/objects/f.txt",
         "sub/.g.txt",
         "sub/~$lock.docx",
-        "image.png",
+        "song.mp3",
     ]:
         write(root / name, "x")
     found = find_files([root])
@@ -380,11 +382,11 @@ def test_find_files_walks_folders_skipping_hidden_ones(tmp_path: Path) -> None:
 
 
 def test_find_files_takes_named_files_as_they_are(tmp_path: Path) -> None:
-    image = write(tmp_path / "image.png", b"\x89PNG")
+    song = write(tmp_path / "song.mp3", b"ID3")
     note = write(tmp_path / "sub" / "note.txt", "hello")
-    found = find_files([str(image), note, tmp_path / "sub"])
-    assert found == [(image, tmp_path), (note, note.parent)]
-    assert reason(image) == "unsupported file type .png"
+    found = find_files([str(song), note, tmp_path / "sub"])
+    assert found == [(song, tmp_path), (note, note.parent)]
+    assert reason(song) == "unsupported file type .mp3"
 
 
 def test_find_files_rejects_a_missing_path(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..clean import clean
 from ..errors import RagError, UnreadableDocument
 from ..types import Document
-from . import pdf
+from . import ocr, pdf
 from .common import Extracted
 from .common import reason as _reason
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from docx.table import _Cell
     from lxml.html import HtmlElement
 
-SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
+SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", *ocr.IMAGE_SUFFIXES}
 TITLE_CHARS = 120
 # A .docx is a zip whose XML parts python-docx unpacks and parses in memory: one whose XML
 # unpacks to more than this (a zip bomb: gigabytes of text in a few hundred kilobytes) is
@@ -87,8 +87,11 @@ def find_files(paths: Sequence[Path | str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def read(path: Path | str, root: Path | str) -> Document:
-    """Read one file into a Document; raise UnreadableDocument with a one-line reason if not."""
+def read(path: Path | str, root: Path | str, ocr_options: ocr.Options | None = None) -> Document:
+    """Read one file into a Document; raise UnreadableDocument with a one-line reason if not.
+
+    Scanned PDF pages and images are OCR'd as `ocr_options` say (default: English, no cache).
+    """
     path = Path(os.path.abspath(path))
     suffix = path.suffix.lower()
     extract = _READERS.get(suffix)
@@ -101,7 +104,10 @@ def read(path: Path | str, root: Path | str) -> Document:
     if not data or data.isspace():
         raise UnreadableDocument("empty file")
     sha256 = hashlib.sha256(data).hexdigest()
-    original, title, pages = extract(data)
+    if extract in _OCR_READERS:
+        original, title, pages = extract(data, ocr_options)
+    else:
+        original, title, pages = extract(data)
     del data  # the bytes are not needed past here; a large file should not be held twice
     if not original.strip():
         raise UnreadableDocument(
@@ -237,6 +243,8 @@ def _read_html(data: bytes) -> Extracted:
 
     import lxml.html
 
+    from . import tables
+
     match = _META_CHARSET.search(data[:4096])
     markup = decode(data, hint=match.group(1).decode("ascii", "replace") if match else None)
     # lxml refuses str input that still declares an encoding, and control characters.
@@ -250,6 +258,8 @@ def _read_html(data: bytes) -> Extracted:
             title = next((h.text_content() for h in page.iter("h1")), "")
         for element in page.xpath(_HTML_CHROME):
             element.drop_tree()
+        # Before either extraction, so both keep each table row on its line with its headers.
+        tables.html_tables(page)
         # trafilatura may prune the tree it is given, so it gets a copy.
         text = _main_text(copy.deepcopy(page)) or _all_text(page)
     except Exception as error:  # lxml's ParserError and friends on broken markup
@@ -314,18 +324,15 @@ def _read_docx(data: bytes) -> Extracted:
 
 
 def _docx_lines(container: WordDocument | _Cell) -> list[str]:
-    """Paragraph texts in document order; each table cell's text on its own lines."""
+    """Paragraph texts in document order; each table as `tables.docx_lines` writes it."""
     from docx.table import Table
+
+    from . import tables
 
     lines: list[str] = []
     for block in container.iter_inner_content():
         if isinstance(block, Table):
-            for row in block.rows:
-                seen: set[int] = set()
-                for cell in row.cells:
-                    if id(cell._tc) not in seen:  # merged cells repeat across the row
-                        seen.add(id(cell._tc))
-                        lines.extend(_docx_lines(cell))
+            lines.extend(tables.docx_lines(block, _docx_lines))
         else:
             lines.append(block.text)
     return lines
@@ -338,8 +345,11 @@ _READERS: dict[str, Callable[[bytes], Extracted]] = {
     ".html": _read_html,
     ".htm": _read_html,
     ".pdf": pdf.read_pdf,
+    **dict.fromkeys(ocr.IMAGE_SUFFIXES, ocr.read_image),
     ".docx": _read_docx,
 }
+# Readers that may OCR: they take the OCR options given to `read` too.
+_OCR_READERS = (pdf.read_pdf, ocr.read_image)
 
 
 def _first_line(text: str) -> str:
