@@ -105,6 +105,9 @@ def run(quick: bool = False) -> None:
         f"{median('first_s', 2) / median('first_s', 1):.2f}× |\n"
         f"| total (s) | {median('total_s', 1):.2f} | {median('total_s', 2):.2f} | "
         f"{median('total_s', 2) / median('total_s', 1):.2f}× |\n\n"
-        f"Identical answers: {same} of {len(rows)}.\n\n{table}\n"
+        f"Identical answers: {same} of {len(rows)}. The load average is in the lines above: "
+        "llama-cpp-python's server runs one llama.cpp thread by default and this process all "
+        "cores, and two spin-waiting threads on a busy two-core machine can run many times "
+        "slower, so compare runs on a quiet machine only.\n\n{table}\n"
     )
     report.write_section("remote", "Answer model through an OpenAI-compatible server", body)
