@@ -108,6 +108,6 @@ def run(quick: bool = False) -> None:
         f"Identical answers: {same} of {len(rows)}. The load average is in the lines above: "
         "llama-cpp-python's server runs one llama.cpp thread by default and this process all "
         "cores, and two spin-waiting threads on a busy two-core machine can run many times "
-        "slower, so compare runs on a quiet machine only.\n\n{table}\n"
+        f"slower, so compare runs on a quiet machine only.\n\n{table}\n"
     )
     report.write_section("remote", "Answer model through an OpenAI-compatible server", body)
