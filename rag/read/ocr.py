@@ -243,8 +243,8 @@ def read_pages(
 ) -> tuple[dict[int, str], int]:
     """The OCR'd text of the given pages of one file ({page index: text}) and how many pages
     timed out. `draw(page)` makes a page's image and its resolution; pages found in the cache
-    are not drawn. Only `options.workers` pages are held as images at once, so a 500-page scan
-    takes the memory of a few pages."""
+    are not drawn. Pages are drawn one at a time as workers come free (`options.workers` read
+    at once, one more drawn), so a 500-page scan takes the memory of a few pages."""
     folder = _cache_folder(options, sha256)
     texts: dict[int, str] = {}
     todo = []

@@ -61,7 +61,9 @@ def read_pdf(data: bytes, options: ocr.Options | None = None) -> Extracted:
     if b"%%EOF" not in data[-1024:]:
         raise UnreadableDocument("truncated or damaged PDF: no end-of-file marker")
     try:
-        reader = PdfReader(io.BytesIO(data))
+        # Through a BufferedReader: pypdf sizes a BytesIO by taking its buffer, which copies
+        # the whole file (180 MB more for a 500-page scan).
+        reader = PdfReader(io.BufferedReader(io.BytesIO(data)))
         if reader.is_encrypted:
             try:
                 opened = reader.decrypt("")
@@ -82,17 +84,18 @@ def read_pdf(data: bytes, options: ocr.Options | None = None) -> Extracted:
         except Exception as error:  # one bad page should not lose the others
             failure = failure or error
             texts.append("")
-    del pages
-    texts = _beyond_text_layer(data, texts, options or ocr.Options())
-    if not any(texts):
-        if failure:
-            raise UnreadableDocument(f"truncated or damaged PDF: {reason(failure)}")
-        raise UnreadableDocument("PDF has no text (no text layer, and no scanned page to read)")
     try:
         title = (reader.metadata or {}).get("/Title") or ""
     except Exception:  # a damaged info dictionary only costs the title
         title = ""
     title = "" if JUNK_TITLE.match(str(title)) else str(title)
+    # pypdf holds the pictures' data by now (a 180 MB scan: 175 MB): let it go before drawing.
+    del pages, reader
+    texts = _beyond_text_layer(data, texts, options or ocr.Options())
+    if not any(texts):
+        if failure:
+            raise UnreadableDocument(f"truncated or damaged PDF: {reason(failure)}")
+        raise UnreadableDocument("PDF has no text (no text layer, and no scanned page to read)")
     original, _, starts = ocr.join_pages(texts)
     return original, title, starts
 
@@ -115,10 +118,8 @@ def garbled(text: str) -> bool:
 
 def _beyond_text_layer(data: bytes, texts: list[str], options: ocr.Options) -> list[str]:
     """The pages' texts with tables rewritten as rows and scanned pages OCR'd."""
-    import pypdfium2 as pdfium
-
     try:
-        document = pdfium.PdfDocument(data)
+        document = _Pdfium(data)
     except Exception:  # pdfium refuses what pypdf opened: keep the text layer as it is
         return texts
     try:
@@ -157,7 +158,34 @@ def _beyond_text_layer(data: bytes, texts: list[str], options: ocr.Options) -> l
         document.close()
 
 
-def _shape(document: object, i: int) -> _Page:
+class _Pdfium:
+    """A pdfium document opened again every REOPEN pages it loads: pdfium keeps every picture
+    it has met until its document closes, which for a 500-page scan is the whole file again."""
+
+    REOPEN = 32
+
+    def __init__(self, data: bytes) -> None:
+        import pypdfium2 as pdfium
+
+        self._open = lambda: pdfium.PdfDocument(data)
+        self._document = self._open()
+        self._loaded = 0
+
+    def __len__(self) -> int:
+        return len(self._document)
+
+    def __getitem__(self, i: int) -> object:
+        if self._loaded >= self.REOPEN:
+            self._document.close()
+            self._document, self._loaded = self._open(), 0
+        self._loaded += 1
+        return self._document[i]
+
+    def close(self) -> None:
+        self._document.close()
+
+
+def _shape(document: _Pdfium, i: int) -> _Page:
     import pypdfium2.raw as pdfium_c
 
     share, largest, lines, dpi = 0.0, (0, 0), 0, 0.0
@@ -207,7 +235,7 @@ def _resolution(shape: _Page) -> float:
     return ocr.DPI
 
 
-def _draw(document: object, i: int, dpi: float) -> tuple[Image, int]:
+def _draw(document: _Pdfium, i: int, dpi: float) -> tuple[Image, int]:
     """Page i as an 8-bit gray image at `dpi` (less for a page too large to draw at it)."""
     page = None
     try:
@@ -244,10 +272,13 @@ def _with_tables(data: bytes, texts: list[str], pages: Sequence[int]) -> list[st
     except Exception:  # pdfminer cannot parse what pypdf could: keep the text layer
         return texts
     header: list[str] | None = None
-    columns = 0
+    columns, previous = 0, -2
     try:
         for i in pages:
             page = pdf.pages[i]
+            if i != previous + 1:  # a table goes on over the next page only
+                header, columns = None, 0
+            previous = i
             try:
                 found = [t for t in page.find_tables() if _is_table(t)]
                 if not found:
