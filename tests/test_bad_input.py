@@ -444,7 +444,7 @@ def ocr_cache(w: World) -> None:
     w.monkeypatch.setenv("RAG_OCR_CACHE", str(w.tmp / "ocr-cache"))
 
 
-@case("api", "an image bomb (a 300-byte PNG declaring 10 gigapixels)")
+@case("api", "an image bomb (an 854-byte PNG declaring 10 gigapixels)")
 def image_bomb(w: World) -> None:
     ocr_cache(w)
     began = time.perf_counter()
