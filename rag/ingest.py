@@ -240,7 +240,7 @@ def _build(
         raise EmptyCorpus(
             f"no readable documents in {where}"
             + (f" (skipped {len(skipped)}: {reasons})" if skipped else "")
-            + ": add .txt, .md, .html, .pdf or .docx files and run `rag index` again"
+            + ": add .txt, .md, .html, .pdf, .docx or image files and run `rag index` again"
         )
 
     new_vectors = np.zeros((0, 0), dtype=np.float32)
