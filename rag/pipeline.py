@@ -176,7 +176,9 @@ class Engine:
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
         hits = self._retrieve(searched, k or self.config.k)
-        timings = {"rewrite_s": rewritten_at - began if searched != question else 0.0}
+        # The rewrite's time whenever it ran, even when its result was not used.
+        asked = rewrite.needs_rewrite(question, history)
+        timings = {"rewrite_s": rewritten_at - began if asked else 0.0}
         timings["retrieve_s"] = time.perf_counter() - rewritten_at
         if not hits or max(h.score for h in hits) < self.config.min_score:
             yield messages.REFUSAL
