@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import scans
 from conftest import SMALL_MODEL as MODEL
 from conftest import serve_page
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from test_tables import ROADS_2023, budget_docx
 
 from rag import Answer, Chunk, Citation, Hit, Quote, RagError, web
 
@@ -26,7 +28,8 @@ LAPPO = "004_54fdbde5d22b5a7d.txt"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     """(engine, url) of the page over a fresh index of a copy of the seeds."""
-    with serve_page(tmp_path_factory.mktemp("web")) as (engine, address):
+    root = tmp_path_factory.mktemp("web")
+    with serve_page(root, ocr_cache=root / "ocr-cache") as (engine, address):
         assert address.startswith("http://127.0.0.1:")
         yield engine, address
 
@@ -137,6 +140,28 @@ def test_uploaded_document_is_searchable_after_a_rebuild_while_chat_goes_on(
     assert "Zorblat notes.txt" in indexed and LAPPO in indexed
     hits = engine.search("zorblat harvest in Vennmark", k=1)
     assert hits[0].chunk.source == "Zorblat notes.txt"
+
+
+def test_uploaded_scans_images_and_tables_are_read_and_found(served: tuple, tmp_path: Path) -> None:
+    engine, url = served
+    scan = scans.pages("Ferry notice\n\nThe Klaipeda ferry to Kiel leaves from berth 9 at dawn.")
+    memo = scans.pages("Depot memo\n\nThe Marsh Lane tram depot reopens on 12 June after repairs.")
+    (tmp_path / "ferry-scan.pdf").write_bytes(scans.pdf([image for image, _ in scan]))
+    (tmp_path / "depot memo.png").write_bytes(scans.png(memo[0][0]))
+    (tmp_path / "budget.docx").write_bytes(budget_docx())
+    client = Client(url, verbose=False)
+    files = [handle_file(tmp_path / n) for n in ("ferry-scan.pdf", "depot memo.png", "budget.docx")]
+    status, _ = client.predict(files, api_name="/add_files")
+    assert "Added 3 file(s)" in status, status
+    summary, indexed = client.predict(api_name="/rebuild")
+    assert "added 3" in summary, summary
+    assert "ferry-scan.pdf" in indexed and "depot memo.png" in indexed
+    hit = engine.search("Which berth does the ferry to Kiel leave from?", k=1)[0].chunk
+    assert hit.source == "ferry-scan.pdf" and hit.page == 1 and "berth 9" in hit.original
+    hit = engine.search("When does the tram depot reopen?", k=1)[0].chunk
+    assert hit.source == "depot memo.png" and "12 June" in hit.original
+    hit = engine.search("What was the budget for Roads in 2023?", k=1)[0].chunk
+    assert hit.source == "budget.docx" and ROADS_2023 in hit.text.splitlines()
 
 
 # -- what the sources panel shows ------------------------------------------------------------
