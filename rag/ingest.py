@@ -25,6 +25,8 @@ CHUNKER_VERSION = 2  # 2: a table row is never cut between passages
 TITLE_IN_VECTOR = True
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# How each stage that reports progress is named to people, and what it counts.
+STAGES = {"ocr": ("OCR", "page"), "embedding": ("Embedding", "passage")}
 
 
 def progress_bar() -> Progress:
@@ -34,17 +36,16 @@ def progress_bar() -> Progress:
 
     from tqdm import tqdm
 
-    units = {"ocr": ("OCR", "page"), "embedding": ("embedding", "passage")}
     bars: dict[str, tqdm] = {}
 
     def report(stage: str, done: int, total: int) -> None:
-        if stage not in units or not total:
+        if stage not in STAGES or not total:
             return
         bar = bars.get(stage)
         if bar is None or bar.total != total or done < bar.n:  # the next file's pages
             if bar is not None:
                 bar.close()
-            desc, unit = units[stage]
+            desc, unit = STAGES[stage]
             bar = bars[stage] = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
         bar.update(done - bar.n)
         if done >= total:

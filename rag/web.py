@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import Answer, Engine, Hit, RagError
+from . import Answer, Engine, Hit, RagError, ingest
 from . import engine as shared_engine
 
 if TYPE_CHECKING:
@@ -489,7 +489,8 @@ def build_app(engine: Engine) -> gr.Blocks:
 
     def rebuild(progress: Any = gr.Progress()) -> tuple[str, str]:  # noqa: B008
         def report(stage: str, done: int, total: int) -> None:
-            progress((done, total) if total else None, desc=stage.capitalize())
+            label, unit = ingest.STAGES.get(stage, (stage, "step"))
+            progress((done, total) if total else None, desc=label, unit=f"{unit}s")
 
         try:
             summary = engine.build(_rebuild_paths(engine), progress=report)
