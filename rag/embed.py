@@ -88,23 +88,25 @@ class Embedder:
     def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, encoded in batches."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Longest first across the whole input (as sentence-transformers does within one call),
-        # so batches hold texts of like length and little padding is computed; a group of a few
-        # batches per call keeps the progress bar moving.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        group = max(1, self.batch_size) * 4
+        size = max(1, self.batch_size)
+        # Longest first by word pieces, a batch at a time: a batch is padded to its longest
+        # text, so texts of like length together waste the least. (Sorting by characters, as
+        # sentence-transformers does, padded passages to 1.35× their word pieces on SQuAD and
+        # cost 15 % of the throughput.)
+        pieces = self.count_tokens(texts) if len(texts) > size else [0] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: -pieces[i])
         with self._lock:
-            for start in range(0, len(order), group):
-                rows = order[start : start + group]
+            for start in range(0, len(order), size):
+                rows = order[start : start + size]
                 out[rows] = self.model.encode(
                     [texts[i] for i in rows],
-                    batch_size=max(1, self.batch_size),
+                    batch_size=size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
                 if progress:
-                    progress(min(start + group, len(texts)), len(texts))
+                    progress(min(start + size, len(texts)), len(texts))
         return out
 
     def encode_query(self, text: str) -> np.ndarray:

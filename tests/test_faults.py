@@ -22,22 +22,8 @@ LAPPO = "004_54fdbde5d22b5a7d.txt"
 ZEPPELIN = "zeppelin.md"
 ZEPPELIN_QUERY = "zeppelin moored over the Minsk railway station"
 
-# A rebuild that stops where rag.store.fault_point(RAG_FAULT_PAUSE) is called, as the fault
-# hook does, but is let go by a line on its standard input instead of sleeping ten minutes,
-# so the test can watch the index before and after the swap. Everything else is the real CLI.
-HELD_REBUILD = """
-import os, sys
-from rag import store
-from rag.cli import main
-
-def hold(name):
-    if name == os.environ.get("RAG_FAULT_PAUSE"):
-        print(f"paused at {name}", file=sys.stderr, flush=True)
-        sys.stdin.readline()
-
-store.fault_point = hold
-sys.exit(main(sys.argv[1:]))
-"""
+# The real CLI, its rebuild held at a fault point until a line arrives on its standard input.
+HELD_REBUILD = str(Path(__file__).resolve().parent / "held_rebuild.py")
 
 
 class Rebuild:
@@ -45,13 +31,13 @@ class Rebuild:
 
     def __init__(self, corpus: Path, index_dir: Path, pause: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", HELD_REBUILD, "index", str(corpus), "--index-dir",
+            [sys.executable, HELD_REBUILD, pause, "index", str(corpus), "--index-dir",
              str(index_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=dict(os.environ, RAG_FAULT_PAUSE=pause, RAG_THREADS="1"),
+            env=dict(os.environ, RAG_THREADS="1"),
         )  # fmt: skip
         self.err: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -176,10 +176,11 @@ def test_a_second_rebuild_at_the_same_time_is_refused(corpus: Path, tmp_path: Pa
 
 
 def _start_build(corpus: Path, index_dir: Path, pause: str) -> subprocess.Popen:
-    env = dict(os.environ, RAG_FAULT_PAUSE=pause)
+    """`rag index` in its own process, held at `pause` (see tests/held_rebuild.py)."""
+    held = Path(__file__).resolve().parent / "held_rebuild.py"
     return subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "index", str(corpus), "--index-dir", str(index_dir)],
-        env=env,
+        [sys.executable, str(held), pause, "index", str(corpus), "--index-dir", str(index_dir)],
+        stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
