@@ -8,8 +8,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,7 @@ SQUAD = EVAL / "xquad_en_dev.json"
 SEEDS = PROJECT / "seeds"
 SEED_QUESTIONS = EVAL / "seed_dev.jsonl"
 PYTHON = sys.executable
+T = TypeVar("T")
 
 
 def environment() -> dict[str, str]:
@@ -113,3 +115,31 @@ def wall(args: Sequence[str], repeat: int, **kwargs: object) -> list[float]:
         )
         times.append(time.perf_counter() - began)
     return times
+
+
+def alternate(sides: dict[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
+    """Each side's result in each of `rounds` rounds, run interleaved with the first side
+    alternating (A B, B A, A B, …), so a drift in the machine's load or a warm cache falls on
+    both sides alike."""
+    names = list(sides)
+    out: dict[str, list[T]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            out[name].append(sides[name]())
+    return out
+
+
+def ratios(ours: Sequence[float], base: Sequence[float]) -> list[float]:
+    """Round by round ours / baseline."""
+    return [o / b for o, b in zip(ours, base, strict=True)]
+
+
+def spread(values: Sequence[float]) -> str:
+    """ "median (lowest–highest)" of a measurement's rounds."""
+    values = sorted(values)
+    mid = float(np.median(values))
+    return f"{mid:.3g} ({values[0]:.3g}–{values[-1]:.3g})" if len(values) > 1 else f"{mid:.3g}"
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]

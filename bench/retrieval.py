@@ -28,6 +28,7 @@ NPROBES = (8, 16, 32, 64, 128, 256, 512)
 # HNSW builds take minutes from 100k on 2 cores (single-threaded insertion dominates); 1M is
 # left out unless asked.
 HNSW_UP_TO = 100_000
+ROUNDS = 3  # exact-search latency is measured this many times over (its target's spread)
 
 
 def cache_dir() -> Path:
@@ -132,13 +133,15 @@ def _store_rows(label: str, x: np.ndarray, queries: np.ndarray, nq: int, hnsw: b
     flat = store.make_vectors(x, "flat")
     built = time.perf_counter() - t
     _, truth = flat.search(queries, K)
-    lat1 = _latency(flat, queries[:nq], 1)
+    rounds = [_latency(flat, queries[:nq], 1) for _ in range(ROUNDS)]
+    lat1 = [t for r in rounds for t in r]
     lat2 = _latency(flat, queries[:nq], 2)
     rows.append(
         {
             "store": label, "n": n, "index": "flat (exact)", "param": "", "build_s": built,
             "p50": _ms(lat1, 50), "p99": _ms(lat1, 99), "p50_2threads": _ms(lat2, 50),
             "recall": 1.0, "mb_per_m": _mb(flat) / n * 1e6,
+            "p50_rounds": [_ms(r, 50) for r in rounds],
         }
     )  # fmt: skip
     del flat
@@ -147,14 +150,17 @@ def _store_rows(label: str, x: np.ndarray, queries: np.ndarray, nq: int, hnsw: b
     ivf = store.make_vectors(x, "ivf")
     built = time.perf_counter() - t
     size = _mb(ivf) / n * 1e6
-    for nprobe in NPROBES:
+    shipped = ivf.nprobe  # what store.make_vectors sets: the share of lists scanned by default
+    for nprobe in sorted({*NPROBES, shipped}):
         if nprobe > ivf.nlist:
             continue
         ivf.nprobe = nprobe
         lat = _latency(ivf, queries[:nq])
+        mark = " (shipped)" if nprobe == shipped else ""
         rows.append(
             {
-                "store": label, "n": n, "index": f"IVF-Flat, {ivf.nlist} lists", "param": f"nprobe {nprobe}",
+                "store": label, "n": n, "index": f"IVF-Flat, {ivf.nlist} lists", "param": f"nprobe {nprobe}{mark}",
+                "shipped": nprobe == shipped,
                 "build_s": built, "p50": _ms(lat, 50), "p99": _ms(lat, 99), "p50_2threads": None,
                 "recall": _recall(ivf, queries, truth), "mb_per_m": size,
             }
@@ -340,18 +346,17 @@ def _write(began, rows, enc, both, calibration, cal_lists, nq, nqueries, nreal, 
         for r in rows
         if r["store"] == "fitted" and r["n"] == largest and not r["index"].startswith("flat")
     ]
-    good = [r for r in approx if r["recall"] >= 0.95]
-    pick = min(good, key=lambda r: r["p50"]) if good else max(approx, key=lambda r: r["recall"])
+    pick = next(r for r in approx if r.get("shipped"))  # the setting `auto` builds and searches
     targets = [
         report.target(
             "exact search p50 ≤ 2 ms at 100k passages",
-            t1[100_000],
+            flat[100_000]["p50_rounds"],
             2.0,
             f"flat p50 {t1[100_000]} ms, p99 {flat[100_000]['p99']} ms (1 thread); "
             f"{flat[100_000]['mb_per_m'] * 0.1:.0f} MB scanned per question",
         ),
         report.target(
-            f"approximate recall@{K} ≥ 0.95 at {largest:,} passages",
+            f"approximate recall@{K} ≥ 0.95 at {largest:,} passages, shipped setting",
             round(pick["recall"], 3),
             0.95,
             f"{pick['index']}, {pick['param']}: p50 {pick['p50']} ms vs exact {flat[largest]['p50']} "

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
+
+from bench import report
 
 # name -> module in this package; each has run(quick) that writes its own section.
 BENCHMARKS = {
@@ -26,6 +29,26 @@ BENCHMARKS = {
 }
 
 
+# A benchmark starts when the 1-minute load average is below this (nothing else running on
+# the machine), or after WAIT seconds with a warning; the load at its start is recorded.
+QUIET = 0.8
+WAIT = 900
+
+
+def wait_for_quiet() -> list[float]:
+    """Wait until the machine is quiet (see QUIET); the load average then."""
+    waited = 0
+    while os.getloadavg()[0] > QUIET and waited < WAIT:
+        if waited % 60 == 0:
+            print(f"   load {os.getloadavg()[0]:.2f}: waiting for a quiet machine", file=sys.stderr)
+        time.sleep(15)
+        waited += 15
+    load = [round(x, 2) for x in os.getloadavg()]
+    if load[0] > QUIET:
+        print(f"   WARNING: starting under load {load}", file=sys.stderr, flush=True)
+    return load
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(BENCHMARKS)}")
@@ -36,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}: use {', '.join(BENCHMARKS)}")
     failed = []
     for name in args.names or list(BENCHMARKS):
+        report.LOAD_AT_START[:] = wait_for_quiet()
         began = time.perf_counter()
         print(f"== {name}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
         try:
