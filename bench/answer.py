@@ -6,8 +6,8 @@ Two sections of docs/BENCHMARKS.md come from one run:
   the identical prompt in the same process, the effect of reusing the system prompt's cached
   state, and prompt-lookup speculative decoding against plain decoding.
 - "seed-speed": every seed question's prompt tokens, time to first token, total time and
-  correctness, before the speed work (a source tree at BEFORE, default commit e8db527) and
-  after (this tree), and through LlamaIndex's usual pipeline (bench.llamaindex).
+  correctness through this tree; with RAG_BENCH_COMPARE=1 also before the speed work (a
+  source tree at BEFORE, commit e8db527) and through LlamaIndex's usual pipeline.
 
 Each side runs in its own process (`python -m bench.answer worker ...`) so the models, caches
 and memory of one cannot help or hurt the other.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,10 @@ from bench import measure, report
 
 BEFORE = "e8db527"  # the last commit before the evidence selection and prefix-cache work
 WARMUP = "Who is Alexander Lukashenko?"
-ROUNDS = 3  # rounds of ours against raw llama-cpp-python on the same prompts  # not a development question: loads and warms
+ROUNDS = 3  # rounds of ours against raw llama-cpp-python on the same prompts
+# The "before" tree and LlamaIndex columns of "seed-speed" take a quarter of an hour more; the
+# LlamaIndex comparison has its own benchmark (bench.llamaindex). RAG_BENCH_COMPARE=1 adds them.
+COMPARE = os.environ.get("RAG_BENCH_COMPARE") == "1"  # not a development question: loads and warms
 
 
 def run(quick: bool = False) -> dict:
@@ -50,8 +54,8 @@ def run(quick: bool = False) -> dict:
             + (["--quick"] if quick else []),
             timeout=7200,
         )
-        before = _before(Path(tmp), quick)
-    llama_index = _llama_index(questions)
+        before = _before(Path(tmp), quick) if COMPARE else None
+    llama_index = _llama_index(questions) if COMPARE else None
     dump = measure.PROJECT / "artifacts" / "bench-answer.json"  # every answer, for a closer look
     dump.parent.mkdir(exist_ok=True)
     dump.write_text(json.dumps({"after": after, "before": before, "llama_index": llama_index}))
@@ -388,6 +392,7 @@ def _write_speed(
     llama_index: dict | None,
 ) -> None:
     sides = {"before": before, "after": after, "LlamaIndex": llama_index}
+    sides = {name: side for name, side in sides.items() if side is not None}
     by = {name: {r["id"]: r for r in side["rows"]} if side else {} for name, side in sides.items()}
     header = ["question"]
     for name in sides:
@@ -433,16 +438,21 @@ def _write_speed(
     body = (
         f"Each seed development question through `answer()` with the default model, after one "
         f"warm-up question (the model loaded and the system prompt cached, as in a running "
-        f"chat). *before* is the code of commit {BEFORE} (whole chunks in the prompt, a "
-        "longer system prompt with a worked example); *after* is this tree (selected evidence "
-        "sentences; short rules and one worked example in a system prompt whose state is "
-        "computed once and reused); *LlamaIndex* is its usual "
-        "query engine over the same seeds with the same embedding and answer models "
-        "(bench.llamaindex). TTFT and total are end to end, from the question to the first "
+        f"chat): *after* is this tree. "
+        + (
+            f"*before* is the code of commit {BEFORE} (whole chunks in the prompt, a longer "
+            "system prompt with a worked example); *LlamaIndex* is its usual query engine over "
+            "the same seeds with the same embedding and answer models (bench.llamaindex). "
+            if COMPARE
+            else "(Run with RAG_BENCH_COMPARE=1 for the tree before the speed work and "
+            "LlamaIndex beside it; LlamaIndex has its own section.) "
+        )
+        + "TTFT and total are end to end, from the question to the first "
         "text and to the finished answer; *ok* is the question's `must` rule (or a refusal "
         "for an unanswerable one).\n\n" + report.table(header, rows)
     )
-    report.write_section("seed-speed", "Seed questions: before and after", body, targets, began)
+    title = "Seed questions: before and after" if COMPARE else "Seed questions"
+    report.write_section("seed-speed", title, body, targets, began)
 
 
 def main(argv: list[str] | None = None) -> int:
