@@ -436,9 +436,9 @@ def _write_speed(
                           f"{new}/{len(after['rows'])} after, {old} before", higher=True)
         )  # fmt: skip
     body = (
-        f"Each seed development question through `answer()` with the default model, after one "
-        f"warm-up question (the model loaded and the system prompt cached, as in a running "
-        f"chat): *after* is this tree. "
+        "Each seed development question through `answer()` with the default model, after one "
+        "warm-up question (the model loaded and the system prompt cached, as in a running "
+        "chat): *after* is this tree. "
         + (
             f"*before* is the code of commit {BEFORE} (whole chunks in the prompt, a longer "
             "system prompt with a worked example); *LlamaIndex* is its usual query engine over "
