@@ -449,28 +449,25 @@ def counted_head(counted: Sequence[str]) -> str:
 def _counted_elsewhere(
     stated: set[str], counted: Sequence[str], passages: Sequence[str], others: Sequence[str]
 ) -> tuple[str, ...]:
-    """The answer's numbers that the passages state only in sentences (with their neighbours)
-    that do not name the thing the question counts, while a passage shown but not cited does
-    name it: the count asked is elsewhere. Empty when the thing is too generic to judge by ("people",
-    "times") or named nowhere else (the passages may say it in other words)."""
+    """The answer's numbers that only passages never naming the thing the question counts
+    state, while a passage shown but not cited does name it: the count asked is elsewhere.
+    Empty when the thing is too generic to judge by ("people", "times") or named nowhere else
+    (the passages may say it in other words). A cited passage that names the thing anywhere
+    backs its numbers: "thousands of Huguenots were killed … Nearly 3,000 Protestants were
+    slaughtered in Toulouse" answers how many Huguenots were killed in Toulouse."""
     if not stated or not counted:
         return ()
     head = counted_head(counted)
     if head in GENERIC_COUNTS:
         return ()
     near: dict[str, bool] = {}
-    named_elsewhere = False
-    for k, text in enumerate([*passages, *others]):
-        spans = sentences(text)
-        for i, (a, b) in enumerate(spans):
-            lo, hi = spans[max(i - 1, 0)][0], spans[min(i + 1, len(spans) - 1)][1]
-            named = _found(head, set(words(text[lo:hi])))
-            found = numbers(text[a:b]) & stated
-            if k < len(passages):
-                for n in found:
-                    near[n] = near.get(n, False) or named
-            else:  # named in a passage not cited: the count asked may be there
-                named_elsewhere = named_elsewhere or (named and not found)
+    for text in passages:
+        named = _found(head, set(words(text)))
+        for n in numbers(text) & stated:
+            near[n] = near.get(n, False) or named
+    named_elsewhere = any(
+        _found(head, set(words(text))) and not numbers(text) & stated for text in others
+    )
     if not named_elsewhere:
         return ()
     return tuple(sorted(n for n, named in near.items() if not named))

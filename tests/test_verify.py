@@ -130,6 +130,22 @@ def test_a_count_said_in_other_words_in_its_own_passage_is_not_judged() -> None:
     assert check.ok
 
 
+def test_a_count_whose_passage_names_the_thing_counted_is_not_judged() -> None:
+    # SQuAD 2.0: "Protestants" in the number's sentence, "Huguenots" two sentences before it;
+    # another shown passage counts Huguenots who fled. The cited passage backs its number.
+    check = verify.check(
+        "Nearly 3,000 Protestants were slaughtered in Toulouse [1].",
+        "How many Huguenots were killed in Toulouse?",
+        [
+            "Catholics killed thousands of Huguenots in Paris. Similar massacres took place in "
+            "other towns. The main provincial towns were Aix, Bordeaux and Toulouse. Nearly "
+            "3,000 Protestants were slaughtered in Toulouse alone."
+        ],
+        others=["After this, Huguenots (with estimates ranging from 200,000 to 1,000,000) fled."],
+    )
+    assert check.ok, check.reason
+
+
 def test_generic_counts_are_not_judged_by_the_sentence() -> None:
     # "people" is said in too many other words ("officials and experts") to demand it.
     check = verify.check(
