@@ -130,8 +130,9 @@ def load(folder: Path | None = None) -> tuple[np.ndarray, list[str], dict] | Non
 def held_out(
     vectors: np.ndarray, texts: list[str], every: int = 100
 ) -> tuple[np.ndarray, list[str]]:
-    """(the store without every `every`-th passage, the first sentence of each of those as a
-    question): questions that real text answers, none of them in the store itself."""
+    """(the store without every `every`-th passage, the first sentence of six words or more of
+    each of those as a question): questions that real text answers, none of them in the store
+    itself."""
     from rag.chunk import sentences
 
     keep = np.ones(len(texts), dtype=bool)
@@ -139,8 +140,9 @@ def held_out(
     questions = []
     for text in texts[::every]:
         body = text.split(". ", 1)[-1]  # after the title put in front of each passage
-        spans = sentences(body)
-        questions.append(body[spans[0][0] : spans[0][1]] if spans else body[:200])
+        said = [body[a:b] for a, b in sentences(body)]
+        # The first sentence of six words or more (a lone "All" or a code line asks nothing).
+        questions.append(next((x for x in said if len(x.split()) >= 6), body[:200]))
     return vectors[keep], questions
 
 
