@@ -141,6 +141,7 @@ def shipped() -> dict:
 
     config = Config()
     local = {"home", "corpus", "index_dir", "models_dir", "prompts_dir", "ocr_cache", "threads"}
+    local |= {"data_dir", "collection"}  # where the user's documents and chats are kept
     local |= {"timeout"}  # how long a model server may take: shapes no measurement
     answer = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in local}
     return json.loads(

@@ -8,13 +8,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import Config, RagError
+from . import Config, RagError, filters
+from .config import DEFAULT_COLLECTION
+from .workspace import commands as workspace_commands
 
 MODEL_HELP = "answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace, create: bool = False) -> Config:
+    """The settings the flags give; a --collection must exist (or is made, with `create`)."""
+    from .workspace import collections
+
     options = {
+        "collection": getattr(args, "collection", None),
         "index_dir": getattr(args, "index_dir", None),
         "model": getattr(args, "model", None),
         "embed_model": getattr(args, "embed_model", None),
@@ -22,7 +28,17 @@ def _config(args: argparse.Namespace) -> Config:
         "k": getattr(args, "k", None),
         "retrieval": getattr(args, "retrieval", None),
     }
-    return Config.load(**options)
+    config = Config.load(**options)
+    if create:
+        collections.create(config, config.collection, exist_ok=True)
+    else:
+        collections.get(config, config.collection)
+    return config
+
+
+def _builds_missing(args: argparse.Namespace, config: Config) -> bool:
+    """Whether a missing index is built on first use: only the default collection's own."""
+    return args.index_dir is None and config.collection == DEFAULT_COLLECTION
 
 
 def _print_summary(summary) -> None:  # noqa: ANN001 - rag.IndexSummary
@@ -44,7 +60,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .ingest import progress_bar
     from .pipeline import Engine
 
-    config = _config(args)
+    config = _config(args, create=True)
     engine = Engine(config)
     paths = args.paths or None
     _print_summary(engine.build(paths, full=args.full, progress=progress_bar()))
@@ -58,7 +74,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .pipeline import Engine
 
-    hits = Engine(_config(args), build_missing=args.index_dir is None).search(args.query, args.k)
+    config = _config(args)
+    engine = Engine(config, build_missing=_builds_missing(args, config))
+    hits = engine.search(args.query, args.k, args.where)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
@@ -74,10 +92,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .pipeline import Engine
     from .types import Answer
 
-    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    config = _config(args)
+    engine = Engine(config, build_missing=_builds_missing(args, config))
     result: Answer | None = None
     streamed = []
-    for item in engine.stream(args.question, k=args.k):
+    for item in engine.stream(args.question, k=args.k, where=args.where):
         if isinstance(item, Answer):
             result = item
         elif not args.json:
@@ -122,7 +141,8 @@ def _started(args: argparse.Namespace, what: str, login: bool, share: bool = Fal
     from .pipeline import Engine
 
     _guard(args, what, login, share)
-    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    config = _config(args)
+    engine = Engine(config, build_missing=_builds_missing(args, config))
     print("Opening the index (the first start builds it) and loading the models…", file=sys.stderr)
     for problem in web.warm(engine):
         print(f"warning: {problem}", file=sys.stderr)
@@ -169,7 +189,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
                 f"{args.host}: use --host 127.0.0.1 (and a proxy with a login to reach it)"
             )
         web.check_port(args.host, args.port)
-    engine = Engine(_config(args), build_missing=args.index_dir is None)
+    config = _config(args)
+    engine = Engine(config, build_missing=_builds_missing(args, config))
     index = engine.index  # a missing or damaged index stops here, with one line
     where = f"http://{args.host}:{args.port}/mcp" if http else "stdio"
     print(
@@ -249,6 +270,18 @@ def parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--index-dir", type=Path, help="index folder (default: index/seeds)")
+        sp.add_argument(
+            "--collection",
+            help='a named collection (see `rag collections`; default: RAG_COLLECTION or "default")',
+        )
+
+    def where(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--where",
+            action="append",
+            metavar="KEY=VALUE",
+            help=f"only documents matching; repeatable: {filters.HELP}",
+        )
 
     s = sub.add_parser("index", help="build or update an index from files and folders")
     s.add_argument("paths", nargs="*", type=Path, help="files or folders (default: as before)")
@@ -263,6 +296,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     common(s)
+    where(s)
     s.add_argument("--json", action="store_true", help="print hits as JSON")
     s.set_defaults(run=cmd_search)
 
@@ -271,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-k", type=int, help="passages given to the model")
     common(s)
+    where(s)
     s.add_argument("--json", action="store_true", help="print the Answer as JSON")
     s.set_defaults(run=cmd_ask)
 
@@ -377,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write the calibration here (default: print the curve only)"
     )
     s.set_defaults(run=cmd_calibrate)
+    workspace_commands.add(sub)
     return p
 
 

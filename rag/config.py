@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -28,7 +29,12 @@ ENV = {
     "RAG_MAX_TOKENS": "max_tokens",
     "RAG_OCR_LANG": "ocr_languages",
     "RAG_OCR_CACHE": "ocr_cache",
+    "RAG_DATA_DIR": "data_dir",
+    "RAG_COLLECTION": "collection",
 }
+
+DEFAULT_COLLECTION = "default"  # today's corpus and index (seeds/ and index/seeds by default)
+_COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,12 @@ class Config:
     index_dir: Path | None = None  # default: HOME/index/seeds
     models_dir: Path | None = None  # default: ~/.cache/rag/models
     prompts_dir: Path | None = None  # default: HOME/prompts, else the packaged copy
+    # The user's own data: collections other than the default one, saved conversations and
+    # feedback (default: $XDG_DATA_HOME/rag, i.e. ~/.local/share/rag).
+    data_dir: Path | None = None
+    # A named collection: its documents and index live in DATA_DIR/collections/NAME/ (the
+    # "default" collection is `corpus` and `index_dir` above). See rag.workspace.collections.
+    collection: str = DEFAULT_COLLECTION
     # Embedding and chunking (saved in the index manifest; changing them forces a full rebuild).
     embed_model: str = "all-MiniLM-L6-v2"
     chunk_tokens: int = 128  # target word pieces per passage; hard cap is the model's own limit
@@ -100,11 +112,19 @@ class Config:
         prompts = self.prompts_dir or (home / "prompts")
         if not Path(prompts).is_dir():
             prompts = PROJECT_DIR / "prompts"
+        data = _abs(self.data_dir or _data_home())
+        name = collection_name(self.collection)
+        corpus, index_dir = self.corpus, self.index_dir
+        if name != DEFAULT_COLLECTION:  # a named collection's folders are its own
+            corpus = data / "collections" / name / "documents"
+            index_dir = data / "collections" / name / "index"
         return replace(
             self,
             home=home,
-            corpus=_abs(self.corpus or home / "seeds"),
-            index_dir=_abs(self.index_dir or home / "index" / "seeds"),
+            data_dir=data,
+            collection=name,
+            corpus=_abs(corpus or home / "seeds"),
+            index_dir=_abs(index_dir or home / "index" / "seeds"),
             models_dir=_abs(self.models_dir or _cache_home() / "models"),
             ocr_cache=_abs(self.ocr_cache or _cache_home() / "ocr"),
             prompts_dir=_abs(prompts),
@@ -113,6 +133,23 @@ class Config:
     def with_(self, **options: object) -> Config:
         """A copy with some settings changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in options.items() if v is not None}).resolved()
+
+
+def collection_name(name: str | None) -> str:
+    """A collection's name, checked: lowercase letters, digits, "-" and "_", up to 64."""
+    from .errors import RagError
+
+    name = (name or DEFAULT_COLLECTION).strip().lower()
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise RagError(
+            f"{name!r} cannot name a collection: use up to 64 lowercase letters, digits, "
+            '"-" and "_", starting with a letter or digit'
+        )
+    return name
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "rag"
 
 
 def _cache_home() -> Path:

@@ -178,7 +178,7 @@ def _build(
         progress=(lambda done, total: progress("ocr", done, total)) if progress else None,
     )
     skipped: list[tuple[str, str]] = []
-    plan: list[tuple[str, str, Path]] = []  # (source, sha256, path)
+    plan: list[tuple[str, str, Path, float]] = []  # (source, sha256, path, modified)
     seen: set[str] = set()
     for i, (path, _root) in enumerate(files):
         source = path.relative_to(base).as_posix()
@@ -186,19 +186,20 @@ def _build(
             progress("reading", i, len(files))
         try:
             sha = file_sha256(path)
+            modified = path.stat().st_mtime
         except OSError as exc:
             skipped.append((source, f"cannot open: {exc.strerror or exc}"))
             continue
         if source not in seen:
             seen.add(source)
-            plan.append((source, sha, path))
+            plan.append((source, sha, path, modified))
 
     chunks: list[Chunk] = []
     reused_vectors: dict[str, np.ndarray] = {}
     to_embed: list[Chunk] = []
     documents: dict[str, dict] = {}
     added, updated, unchanged = [], [], 0
-    for source, sha, path in plan:
+    for source, sha, path, modified in plan:
         first = len(chunks)
         prior = kept_before.get(source)
         if prior is not None and prior.get("sha256") == sha:
@@ -209,7 +210,7 @@ def _build(
             ]
             chunks.extend(reused)
             reused_vectors[source] = old.reconstruct(ids)
-            documents[source] = dict(prior, first=first, count=len(reused))
+            documents[source] = dict(prior, first=first, count=len(reused), modified=modified)
             unchanged += 1
             continue
         try:
@@ -232,6 +233,7 @@ def _build(
             "pages": len(doc.pages),
             "first": first,
             "count": len(new),
+            "modified": modified,  # for filters by date (`rag.filters`)
         }
         (updated if source in before else added).append(source)
 

@@ -73,11 +73,22 @@ def load(folder: Path):  # noqa: ANN201
     return bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False, verbosity=0)
 
 
-def search(model, query: str, k: int, size: int) -> list[tuple[int, float]]:  # noqa: ANN001
-    """(passage id, BM25 score) of the best k passages that share a word with the query."""
+def search(
+    model,  # noqa: ANN001 - bm25s.BM25
+    query: str,
+    k: int,
+    size: int,
+    allowed: np.ndarray | None = None,
+) -> list[tuple[int, float]]:
+    """(passage id, BM25 score) of the best k passages that share a word with the query; with
+    `allowed` (passage ids), only those are ranked."""
     tokens = [t for t in tokenize([query])[0] if t in model.vocab_dict]
-    k = min(k, size)
+    k = min(k, size if allowed is None else len(allowed))
     if not tokens or k <= 0:
         return []
-    ids, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+    mask = None
+    if allowed is not None:  # bm25s zeroes the other passages' scores before taking the top k
+        mask = np.zeros(size, dtype=np.float32)
+        mask[allowed] = 1.0
+    ids, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=1, weight_mask=mask)
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0 and np.isfinite(s)]

@@ -12,6 +12,7 @@ from . import (
     confidence,
     embed,
     evidence,
+    filters,
     generate,
     ingest,
     judge,
@@ -101,14 +102,15 @@ class Engine:
         comes from the process-wide cache (`embed.load`), so it is loaded once for both."""
         return ingest.build(paths, self.config, full=full, progress=progress)
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        """The passages that best match a query, best first."""
+    def search(self, query: str, k: int | None = None, where: filters.Filter = None) -> list[Hit]:
+        """The passages that best match a query, best first, among the documents `where`
+        allows (see `rag.filters.parse`)."""
         query = _check_question(query)
-        return self._retrieve(query, k or self.config.k)
+        return self._retrieve(query, k or self.config.k, filters.parse(where))
 
-    def _retrieve(self, query: str, k: int) -> list[Hit]:
+    def _retrieve(self, query: str, k: int, where: filters.Where | None = None) -> list[Hit]:
         index = self.index  # one version for the whole search, even if a rebuild swaps now
-        return retrieve.search(index, self.embedder, query, k, self.config.retrieval)
+        return retrieve.search(index, self.embedder, query, k, self.config.retrieval, where)
 
     # -- answering -----------------------------------------------------------------------
 
@@ -168,14 +170,22 @@ class Engine:
         )
 
     def stream(
-        self, question: str, history: Sequence[dict] | None = None, k: int | None = None
+        self,
+        question: str,
+        history: Sequence[dict] | None = None,
+        k: int | None = None,
+        where: filters.Filter = None,
     ) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the final `Answer`."""
+        """Yield the answer's text as it is generated, then the final `Answer`; only the
+        documents `where` allows are searched (see `rag.filters.parse`)."""
         began = time.perf_counter()
         question = _check_question(question)
+        where = filters.parse(where)
+        if where:  # a filter that matches nothing is said before the model is asked anything
+            filters.passage_ids(where, self.index.manifest)
         searched = self.standalone(question, history)
         rewritten_at = time.perf_counter()
-        hits = self._retrieve(searched, k or self.config.k)
+        hits = self._retrieve(searched, k or self.config.k, where)
         # The rewrite's time whenever it ran, even when its result was not used.
         asked = rewrite.needs_rewrite(question, history)
         timings = {"rewrite_s": rewritten_at - began if asked else 0.0}
@@ -269,11 +279,16 @@ class Engine:
         return self._calibration
 
     def answer(
-        self, question: str, history: Sequence[dict] | None = None, k: int | None = None
+        self,
+        question: str,
+        history: Sequence[dict] | None = None,
+        k: int | None = None,
+        where: filters.Filter = None,
     ) -> Answer:
-        """Answer a question from the documents, citing the passages used."""
+        """Answer a question from the documents (those `where` allows), citing the passages
+        used."""
         result = None
-        for item in self.stream(question, history, k):
+        for item in self.stream(question, history, k, where):
             if isinstance(item, Answer):
                 result = item
         assert result is not None
@@ -315,25 +330,37 @@ def _split(options: dict) -> tuple[Config | None, int | None, dict]:
     return config, options.pop("k", None), options
 
 
-def answer(question: str, history: Sequence[dict] | None = None, **options: object) -> Answer:
-    """Answer a question from the indexed documents, with citations. Options are Config fields
-    (e.g. `model`, `index_dir`, `k`) or `config=`."""
+def answer(
+    question: str,
+    history: Sequence[dict] | None = None,
+    where: filters.Filter = None,
+    **options: object,
+) -> Answer:
+    """Answer a question from the indexed documents, with citations. `where` restricts it to
+    some documents (see `rag.filters.parse`); options are Config fields (e.g. `collection`,
+    `model`, `index_dir`, `k`) or `config=`."""
     config, k, rest = _split(dict(options))
-    return engine(config, **rest).answer(question, history, k)
+    return engine(config, **rest).answer(question, history, k, where)
 
 
 def stream(
-    question: str, history: Sequence[dict] | None = None, **options: object
+    question: str,
+    history: Sequence[dict] | None = None,
+    where: filters.Filter = None,
+    **options: object,
 ) -> Iterator[str | Answer]:
     """Like `answer`, but yields text pieces as they are generated and ends with the Answer."""
     config, k, rest = _split(dict(options))
-    return engine(config, **rest).stream(question, history, k)
+    return engine(config, **rest).stream(question, history, k, where)
 
 
-def search(query: str, k: int | None = None, **options: object) -> list[Hit]:
-    """The passages of the index that best match a query."""
+def search(
+    query: str, k: int | None = None, where: filters.Filter = None, **options: object
+) -> list[Hit]:
+    """The passages of the index that best match a query (among the documents `where`
+    allows)."""
     config, _, rest = _split(dict(options))
-    return engine(config, **rest).search(query, k)
+    return engine(config, **rest).search(query, k, where)
 
 
 def build(

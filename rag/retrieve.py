@@ -6,9 +6,10 @@ from collections.abc import Container
 
 import numpy as np
 
-from . import lexical
+from . import filters, lexical
 from .embed import Embedder
 from .errors import IndexCorrupt, RagError
+from .filters import Where
 from .store import Index
 from .types import Hit
 
@@ -50,20 +51,29 @@ def fuse(rankings: list[list[int]], k: int) -> list[int]:
     return sorted(scores, key=lambda i: -scores[i])[:k]
 
 
-def search(index: Index, embedder: Embedder, query: str, k: int, mode: str = "hybrid") -> list[Hit]:
-    """The k best passages for a query. Each hit's score is its cosine similarity to the query,
-    whatever the mode, so one refusal threshold serves all modes."""
+def search(
+    index: Index,
+    embedder: Embedder,
+    query: str,
+    k: int,
+    mode: str = "hybrid",
+    where: Where | None = None,
+) -> list[Hit]:
+    """The k best passages for a query, among the documents `where` allows (all by default).
+    Each hit's score is its cosine similarity to the query, whatever the mode, so one refusal
+    threshold serves all modes."""
     if mode not in MODES:
         raise RagError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+    allowed = filters.passage_ids(where, index.manifest) if where else None
     vector = embedder.encode_query(query)
     pool = max(k * 4, 20)
     if mode == "dense":
-        ids = [i for i, _ in index.search(vector, k)]
+        ids = [i for i, _ in index.search(vector, k, allowed)]
     elif mode == "lexical":
-        ids = [i for i, _ in lexical.search(_bm25(index), query, k, index.size)]
+        ids = [i for i, _ in lexical.search(_bm25(index), query, k, index.size, allowed)]
     else:
-        dense = [i for i, _ in index.search(vector, pool)]
-        words = [i for i, _ in lexical.search(_bm25(index), query, pool, index.size)]
+        dense = [i for i, _ in index.search(vector, pool, allowed)]
+        words = [i for i, _ in lexical.search(_bm25(index), query, pool, index.size, allowed)]
         ids = fuse([dense, words], k)
     chunks = index.chunks(ids)
     if not chunks:

@@ -31,6 +31,9 @@ from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, RagEr
 from .types import Chunk
 
 FORMAT = 1
+# A filtered search over at most this many passages compares them one by one (exactly); above
+# it, an approximate index searches with FAISS's id selector.
+EXACT_FILTERED = 50_000
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
@@ -90,12 +93,38 @@ class Index:
     def version(self) -> str:
         return self.folder.name
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, inner product) of the k nearest passages to one unit query vector."""
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, inner product) of the k nearest passages to one unit query vector; with
+        `allowed` (sorted passage ids), only those passages are ranked."""
         if self.size == 0 or k <= 0:
             return []
-        scores, ids = self.vectors.search(np.ascontiguousarray(query, dtype=np.float32), k)
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        if allowed is None:
+            scores, ids = self.vectors.search(query, k)
+        elif len(allowed) == 0:
+            return []
+        elif len(allowed) <= EXACT_FILTERED or isinstance(self.vectors, faiss().IndexFlat):
+            # Few passages: compared one by one, exact whatever the index type (an
+            # approximate index probing a few lists could miss all of them).
+            vectors = self.reconstruct(allowed)
+            scores = vectors @ query[0]
+            top = np.argsort(-scores, kind="stable")[:k]
+            return [(int(allowed[i]), float(scores[i])) for i in top]
+        else:
+            scores, ids = self.vectors.search(query, k, params=self._filtered(allowed))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _filtered(self, allowed: np.ndarray) -> object:
+        """FAISS search parameters ranking only `allowed`, keeping the index's own nprobe or
+        efSearch (FAISS's parameter objects would otherwise reset them to their defaults)."""
+        f = faiss()
+        selector = f.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        if isinstance(self.vectors, f.IndexHNSW):
+            return f.SearchParametersHNSW(sel=selector, efSearch=self.vectors.hnsw.efSearch)
+        ivf = f.extract_index_ivf(self.vectors)
+        return f.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
 
     def chunks(self, ids: Sequence[int]) -> list[Chunk]:
         """Passages by id, in the order asked."""
@@ -123,12 +152,18 @@ class Index:
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of some passages (to reuse them in an incremental rebuild)."""
-        if not ids:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
             return np.zeros((0, self.vectors.d), dtype=np.float32)
-        ids = [int(i) for i in ids]
-        if ids == list(range(ids[0], ids[0] + len(ids))):  # one document's run: one call
-            return np.asarray(self.vectors.reconstruct_n(ids[0], len(ids)), dtype=np.float32)
-        return np.vstack([self.vectors.reconstruct(i) for i in ids]).astype(np.float32)
+        # Runs of consecutive ids (a document's passages) are read with one call each.
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        parts = [
+            np.asarray(self.vectors.reconstruct_n(int(run[0]), len(run)), dtype=np.float32)
+            if len(run) > 1
+            else np.asarray(self.vectors.reconstruct(int(run[0])), dtype=np.float32)[None]
+            for run in np.split(ids, breaks)
+        ]
+        return np.vstack(parts)
 
     def close(self) -> None:
         with self._lock:

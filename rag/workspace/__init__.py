@@ -1,0 +1,1 @@
+"""The user's daily workspace: collections, saved conversations, feedback, the document viewer."""
