@@ -132,7 +132,14 @@ class Config:
 
     def with_(self, **options: object) -> Config:
         """A copy with some settings changed (None values are ignored)."""
-        return replace(self, **{k: v for k, v in options.items() if v is not None}).resolved()
+        changes = {k: v for k, v in options.items() if v is not None}
+        leaving = self.collection != DEFAULT_COLLECTION and "collection" in changes
+        if leaving and collection_name(changes["collection"]) == DEFAULT_COLLECTION:
+            # A named collection's folders replaced the default ones: bring those back.
+            default = Config.load(home=self.home, data_dir=self.data_dir, collection="default")
+            changes.setdefault("corpus", default.corpus)
+            changes.setdefault("index_dir", default.index_dir)
+        return replace(self, **changes).resolved()
 
 
 def collection_name(name: str | None) -> str:

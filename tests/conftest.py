@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Collections, saved conversations and feedback go to a folder of this run, never the user's.
+os.environ.setdefault("RAG_DATA_DIR", tempfile.mkdtemp(prefix="rag-test-data-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -68,7 +71,7 @@ def serve_page(
     from rag import Config, Engine, web
 
     shutil.copytree(SEEDS, root / "corpus")
-    settings = {"model": SMALL_MODEL, "max_tokens": 96, **settings}
+    settings = {"model": SMALL_MODEL, "max_tokens": 96, "data_dir": root / "data", **settings}
     config = Config.load(corpus=root / "corpus", index_dir=root / "index", **settings)
     engine = Engine(config)
     engine.build([config.corpus])

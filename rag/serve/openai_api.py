@@ -333,7 +333,13 @@ def build_app(
     from starlette.exceptions import HTTPException
 
     model = model_name(engine)
-    keys = (auth[1].encode("utf-8"), f"{auth[0]}:{auth[1]}".encode()) if auth else ()
+    from .. import web
+
+    keys = tuple(
+        key
+        for user, password in web.passwords(auth)
+        for key in (password.encode("utf-8"), f"{user}:{password}".encode())
+    )
     waiting = threading.BoundedSemaphore(MAX_WAITING)
 
     class EventStream(StreamingResponse):

@@ -69,11 +69,11 @@ class Workspace:
     def __init__(self, folder: Path | str) -> None:
         self.path = Path(folder) / FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(_SCHEMA)
+        with self._db(begin=False) as db:
+            db.executescript(_SCHEMA)  # its own transaction (executescript commits first)
 
     @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, begin: bool = True) -> Iterator[sqlite3.Connection]:
         """One connection per call, one transaction (committed at the end, rolled back on an
         error): safe from several threads and processes at once."""
         try:
@@ -84,6 +84,9 @@ class Workspace:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
+            if not begin:
+                yield db
+                return
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
