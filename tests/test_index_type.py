@@ -94,3 +94,24 @@ def test_changing_the_index_type_rewrites_vectors_without_embedding(
     again = Engine(config.with_(index_type="hnsw")).build([corpus])
     assert again.embedded == 0 and not again.full
     assert load(tmp_path / "index").manifest["index_type"] == "hnsw"
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_a_filtered_search_ranks_only_the_allowed_passages(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = unit_rows(3000)
+    store.write(tmp_path, version(vectors), index_type=kind)
+    index = load(tmp_path)
+    allowed = np.arange(1000, 1600, dtype=np.int64)  # a few documents' runs
+    query = vectors[1234:1235] * 0.6 + vectors[10:11] * 0.4  # nearest overall: 10, not allowed
+    query /= np.linalg.norm(query)
+    best = allowed[np.argsort(-(vectors[allowed] @ query[0]))[:5]].tolist()
+    exact = index.search(query, 5, allowed)  # few passages: compared one by one
+    assert [i for i, _ in exact] == best
+    monkeypatch.setattr(store, "EXACT_FILTERED", 0)  # FAISS's id selector, nprobe/efSearch kept
+    selected = index.search(query, 5, allowed)
+    assert [i for i, _ in selected][0] == 1234 and {i for i, _ in selected} <= set(allowed)
+    assert len(selected) == 5
+    assert index.search(query, 5, np.array([], dtype=np.int64)) == []
+    index.close()
