@@ -285,11 +285,14 @@ class Workspace:
                 for q, a in earlier
                 for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})
             ]
-            db.execute("DELETE FROM feedback WHERE turn=?", (int(turn),))
-            cursor = db.execute(
+            # Rating again replaces the rating but keeps its id (an exported question's id).
+            db.execute(
                 "INSERT INTO feedback (user, turn, rating, comment, right_answer, right_source, "
                 "question, history, answer, result, settings, collection, created) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(turn) DO UPDATE SET "
+                "rating=excluded.rating, comment=excluded.comment, "
+                "right_answer=excluded.right_answer, right_source=excluded.right_source, "
+                "created=excluded.created",
                 (
                     user,
                     int(turn),
@@ -306,7 +309,9 @@ class Workspace:
                     time.time(),
                 ),
             )
-            return int(cursor.lastrowid)
+            return int(
+                db.execute("SELECT id FROM feedback WHERE turn=?", (int(turn),)).fetchone()[0]
+            )
 
     def feedback(self, user: str | None, collection: str | None = None) -> list[dict]:
         """The feedback given by `user` (everyone's with None: for the data folder's owner at
