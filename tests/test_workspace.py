@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rag import Answer, Citation, Config, Engine, Quote, RagError, answer, search
+from rag import Answer, Citation, Config, Engine, Quote, RagError, answer, evalsets, search
 from rag.cli import main as cli
-from rag import evalsets
 from rag.workspace import chats, collections, viewer
 
 LAPPO = "004_54fdbde5d22b5a7d.txt"
