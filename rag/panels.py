@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .errors import RagError
 from .pipeline import Engine
-from .types import Answer, Citation, Hit
+from .types import Answer, Chunk, Citation, Hit
 
 _CITED_IN = re.compile(r"\[(\d+)\]")
 _WORD = re.compile(r"\w+")
@@ -62,7 +62,7 @@ def sources_html(answer: Answer, searched: Sequence[Hit] = ()) -> str:
             parts.append(
                 f'<li class="rag-source"><div class="rag-head">{html.escape(ch.title)}</div>'
                 f'<div class="rag-meta">{_where(ch.source, ch.page, ch.start, ch.end)} · '
-                f"score {hit.score:.2f}</div>"
+                f"score {hit.score:.2f} · {_open_button(ch)}</div>"
                 f'<div class="rag-quote">{_excerpt(ch.original or ch.text)}</div></li>'
             )
         parts.append("</ol></details>")
@@ -70,9 +70,10 @@ def sources_html(answer: Answer, searched: Sequence[Hit] = ()) -> str:
     return "".join(parts)
 
 
-def _open_button(c: Citation) -> str:
-    """The button that opens the cited document at this span (see rag.workspace.viewer)."""
-    quotes = ",".join(f"{q.start}-{q.end}" for q in c.quotes)
+def _open_button(c: Citation | Chunk) -> str:
+    """The button that opens the document at this passage, its quotes marked (see
+    rag.workspace.viewer)."""
+    quotes = ",".join(f"{q.start}-{q.end}" for q in getattr(c, "quotes", ()))
     return (
         f'<button class="rag-open" type="button" data-source="{html.escape(c.source)}" '
         f'data-start="{c.start}" data-end="{c.end}" data-quotes="{quotes}">'
