@@ -86,7 +86,9 @@ def tab(driver: object, name: str) -> None:
     from selenium.webdriver.common.by import By
 
     wait(driver).until(
-        lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == name]
+        lambda d: [
+            b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == name
+        ]
     )[0].click()
 
 
@@ -112,7 +114,9 @@ def ask(driver: object, question: str) -> object:
     before = len(driver.find_elements(By.CSS_SELECTOR, "#chatbot .message"))
     css(driver, "#question textarea").send_keys(question)
     driver.find_element(By.ID, "send").click()
-    wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chatbot .message")) > before)
+    wait(driver).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chatbot .message")) > before
+    )
     done = (By.CSS_SELECTOR, '#sources .rag-sources[data-state="done"]')
     return wait(driver).until(ready.presence_of_element_located(done))
 
