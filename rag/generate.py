@@ -58,14 +58,28 @@ def load(
 ) -> Generator:
     """The answer model a `model` setting names: "openai:URL[#MODEL]" is a server speaking the
     OpenAI chat API (its key from RAG_API_KEY or OPENAI_API_KEY); anything else a GGUF file
-    run here by llama.cpp (a path, or a name `rag models` knows)."""
+    run here by llama.cpp (a path, or a name `rag models` knows).
+
+    Loaded once per process and setting, then shared: the engines of several collections
+    answer with one copy of the model (it generates for one caller at a time)."""
     from . import remote  # light: httpx is imported when a server is used
 
-    if model.startswith(remote.PREFIX):
-        return remote.RemoteLLM.from_setting(model, n_ctx=n_ctx, seed=seed, timeout=timeout)
-    from . import models
+    key = (model, str(models_dir), n_ctx, threads, seed, timeout)
+    with _loaded_lock:
+        if key not in _loaded:
+            if model.startswith(remote.PREFIX):
+                _loaded[key] = remote.RemoteLLM.from_setting(
+                    model, n_ctx=n_ctx, seed=seed, timeout=timeout
+                )
+            else:
+                from . import models
 
-    return LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
+                _loaded[key] = LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
+        return _loaded[key]
+
+
+_loaded: dict[tuple, Generator] = {}
+_loaded_lock = threading.Lock()
 
 
 def generate(model: Generator, messages: list[dict], **options: object) -> str:

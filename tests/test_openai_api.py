@@ -49,7 +49,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     root = tmp_path_factory.mktemp("api")
     shutil.copytree(SEEDS, root / "corpus")
     config = Config.load(
-        corpus=root / "corpus", index_dir=root / "index", model=SMALL_MODEL, max_tokens=96
+        corpus=root / "corpus",
+        index_dir=root / "index",
+        data_dir=root / "data",
+        model=SMALL_MODEL,
+        max_tokens=96,
     )
     engine = Engine(config)
     engine.build([config.corpus])
@@ -86,6 +90,35 @@ def test_models_lists_the_index(client: openai.OpenAI) -> None:
     assert models[0].owned_by == "rag"
     assert models[0].created > 0  # when the index was built
     assert client.models.retrieve("index").id == "index"
+
+
+def test_models_lists_the_collections_and_answers_from_the_one_named(
+    engine: Engine, base_url: str
+) -> None:
+    from rag.workspace import collections
+
+    client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=300)
+    made = collections.create(engine.config, "case")
+    shutil.copy(SEEDS / LAPPO, made.corpus / LAPPO)
+    Engine(collections.config_for(engine.config, "case")).build([made.corpus])
+    try:
+        assert [m.id for m in client.models.list().data] == ["index", "case"]
+        assert client.models.retrieve("case").id == "case"
+        answered = client.chat.completions.create(
+            model="case", messages=[{"role": "user", "content": QUESTION}]
+        )
+        assert answered.model == "case"
+        assert {c["source"] for c in answered.model_extra["citations"]} <= {LAPPO}
+        from rag import engine as shared
+
+        asked = shared(collections.config_for(engine.config, "case"))
+        assert asked.index.manifest["documents"].keys() == {LAPPO}
+        assert asked._index is not None and asked.llm is engine.llm  # one copy of the model
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("elsewhere")
+    finally:
+        collections.delete(engine.config, "case")
+    assert [m.id for m in client.models.list().data] == ["index"]
 
 
 def test_answer_cites_the_passage_in_an_extra_field(answered) -> None:  # noqa: ANN001

@@ -18,8 +18,9 @@ a model. What it gets:
   once, then, when the check is done, the checked text in pieces, then a last chunk with
   `finish_reason` "stop" and the `citations` and `rag` fields, then `data: [DONE]`. Joined,
   the deltas are exactly the non-streaming answer's text.
-- `/v1/models` lists one model: the index, named after its folder (e.g. `seeds`). A request
-  naming another model gets 404. Sampling options (`temperature`, `max_tokens`, …) are
+- `/v1/models` lists the index served, named after its folder (e.g. `seeds`), then every other
+  collection by its name (`rag collections`): a request naming a collection is answered from
+  its documents. A request naming anything else gets 404. Sampling options (`temperature`, `max_tokens`, …) are
   ignored: the engine's settings decide.
 - With a login (`RAG_AUTH="user:password"`, as for the chat page) every request needs
   `Authorization: Bearer <key>`, the key being the password or the whole "user:password".
@@ -42,13 +43,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import Answer, BadQuestion, Citation, Engine, RagError
+from .. import engine as shared_engine
+from ..workspace import collections
 
 if TYPE_CHECKING:
     import uvicorn
@@ -110,18 +113,20 @@ class Chat:
     history: tuple[dict, ...] = ()
     stream: bool = False
     usage_in_stream: bool = False  # stream_options.include_usage: a last chunk with usage
+    model: str = ""  # the model (index or collection) asked for; "" for the served index
 
 
-def read_chat(body: Any, model: str) -> Chat:
-    """The question, history and options of a chat-completion body; raises ApiError."""
+def read_chat(body: Any, model: str, others: Sequence[str] = ()) -> Chat:
+    """The question, history and options of a chat-completion body; raises ApiError. `model`
+    is the served index's name, `others` the other collections a request may name."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with `model` and `messages`")
     asked = body.get("model")
-    if asked not in (None, "", model):
+    if asked not in (None, "", model, *others):
         raise ApiError(
             404,
             f"the model {asked!r} does not exist: this server answers from the index "
-            f"{model!r} (see /v1/models)",
+            f"{model!r} or a collection (see /v1/models)",
             "model_not_found",
             param="model",
         )
@@ -155,6 +160,7 @@ def read_chat(body: Any, model: str) -> Chat:
         history=tuple(t for t in turns[:last] if t["content"]),
         stream=bool(stream),
         usage_in_stream=isinstance(options, dict) and bool(options.get("include_usage")),
+        model=asked if asked in others else "",
     )
 
 
@@ -309,13 +315,14 @@ def model_name(engine: Engine) -> str:
     return Path(engine.config.index_dir).name or "rag"
 
 
-def _model_card(engine: Engine) -> dict:
+def _model_card(engine: Engine, name: str | None = None) -> dict:
     try:
         stamp = str(engine.index.manifest.get("created"))
         created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except (RagError, ValueError):
         created = 0
-    return {"id": model_name(engine), "object": "model", "created": int(created), "owned_by": "rag"}
+    named = name or model_name(engine)
+    return {"id": named, "object": "model", "created": int(created), "owned_by": "rag"}
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -395,15 +402,30 @@ def build_app(
         error = ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
         return await turned_down(request, error)
 
+    def others() -> dict[str, object]:
+        """The other collections, by name."""
+        found = {}
+        for c in collections.listed(engine.config):
+            if c.name not in (engine.config.collection, model):
+                found[c.name] = c
+        return found
+
+    def engine_named(name: str) -> Engine:
+        if name in ("", model):
+            return engine
+        return shared_engine(collections.config_for(engine.config, name))
+
     @app.get("/v1/models")
     def list_models() -> dict:
-        return {"object": "list", "data": [_model_card(engine)]}
+        cards = [_model_card(engine)]
+        cards += [_model_card(engine_named(name), name) for name in others()]
+        return {"object": "list", "data": cards}
 
     @app.get("/v1/models/{name}")
     def get_model(name: str) -> dict:
-        if name != model:
+        if name != model and name not in others():
             raise ApiError(404, f"the model {name!r} does not exist", "model_not_found")
-        return _model_card(engine)
+        return _model_card(engine_named(name), name)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -411,7 +433,8 @@ def build_app(
             # Also keeps other web sites out: a page may send a cross-site POST only as a
             # form or plain text, unless the server allows it (CORS, not set up here).
             raise ApiError(415, "send the request as JSON: `Content-Type: application/json`")
-        chat = read_chat(await _read_json(request), model)
+        chat = read_chat(await _read_json(request), model, list(others()))
+        chosen = engine_named(chat.model)
         if not waiting.acquire(blocking=False):
             raise ApiError(
                 429,
@@ -421,12 +444,12 @@ def build_app(
             )
         if not chat.stream:
             try:
-                answer = await run_in_threadpool(engine.answer, chat.question, list(chat.history))
+                answer = await run_in_threadpool(chosen.answer, chat.question, list(chat.history))
             finally:
                 waiting.release()
-            return JSONResponse(completion(answer, model))
+            return JSONResponse(completion(answer, chat.model or model))
 
-        items = engine.stream(chat.question, list(chat.history))
+        items = chosen.stream(chat.question, list(chat.history))
         closed = threading.Event()
 
         def done() -> None:
@@ -442,7 +465,7 @@ def build_app(
         except BaseException:
             done()
             raise
-        return EventStream(_events(items, first, chat, model), done)
+        return EventStream(_events(items, first, chat, chat.model or model), done)
 
     async def _events(
         items: Iterator[str | Answer], first: str | Answer | None, chat: Chat, model: str
