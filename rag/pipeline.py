@@ -369,9 +369,14 @@ def build(
     progress: ingest.Progress | None = None,
     **options: object,
 ) -> IndexSummary:
-    """Build or update an index from files and folders; returns what changed."""
+    """Build or update an index from files and folders; returns what changed. With
+    `collection=NAME`, that collection's index (the collection is made if it is new)."""
+    from .workspace import collections
+
     config, _, rest = _split(dict(options))
-    return engine(config, **rest).build(paths, full=full, progress=progress)
+    chosen = engine(config, **rest)
+    collections.create(chosen.config, chosen.config.collection, exist_ok=True)
+    return chosen.build(paths, full=full, progress=progress)
 
 
 def load(index_dir: Path | str | None = None) -> store.Index:
