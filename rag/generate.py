@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -60,26 +61,33 @@ def load(
     OpenAI chat API (its key from RAG_API_KEY or OPENAI_API_KEY); anything else a GGUF file
     run here by llama.cpp (a path, or a name `rag models` knows).
 
-    Loaded once per process and setting, then shared: the engines of several collections
-    answer with one copy of the model (it generates for one caller at a time)."""
+    A GGUF file is loaded once per process and setting, then shared: the engines of several
+    collections answer with one copy of the model (it generates for one caller at a time)."""
     from . import remote  # light: httpx is imported when a server is used
 
-    key = (model, str(models_dir), n_ctx, threads, seed, timeout)
+    if model.startswith(remote.PREFIX):  # light, and its key is read from the environment now
+        return remote.RemoteLLM.from_setting(model, n_ctx=n_ctx, seed=seed, timeout=timeout)
+    from . import models
+
+    key = (model, str(models_dir), n_ctx, threads, seed)
     with _loaded_lock:
         if key not in _loaded:
-            if model.startswith(remote.PREFIX):
-                _loaded[key] = remote.RemoteLLM.from_setting(
-                    model, n_ctx=n_ctx, seed=seed, timeout=timeout
-                )
-            else:
-                from . import models
-
-                _loaded[key] = LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
+            _loaded[key] = LLM(models.resolve(model, models_dir), n_ctx, threads, seed)
         return _loaded[key]
 
 
 _loaded: dict[tuple, Generator] = {}
 _loaded_lock = threading.Lock()
+
+
+@atexit.register
+def _close_loaded() -> None:
+    # Closed while llama.cpp's bindings still exist: left to the interpreter's last clean-up,
+    # llama-cpp-python's destructor calls into an unloaded library and prints a traceback.
+    with _loaded_lock:
+        for model in _loaded.values():
+            model.close()
+        _loaded.clear()
 
 
 def generate(model: Generator, messages: list[dict], **options: object) -> str:

@@ -44,6 +44,9 @@ def artifacts_dir() -> Path:
 
 
 SMALL_MODEL = "smollm2-135m"
+# The page's filter controls, left empty, for calls of its /respond event (path, types, since,
+# until come after the question, the number of passages and the model).
+NO_FILTER = ("", [], "", "")
 
 
 def stop(process: subprocess.Popen) -> None:

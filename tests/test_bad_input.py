@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scans
-from conftest import ARTIFACTS, SEEDS, SMALL_MODEL, free_port, serve_page
+from conftest import ARTIFACTS, NO_FILTER, SEEDS, SMALL_MODEL, free_port, serve_page
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -559,7 +559,7 @@ def long_question_page(w: World) -> None:
     client = Client(url, verbose=False)
     with pytest.raises(AppError, match="ask in at most 2,000"):
         client.predict(LONG_QUESTION, [], api_name="/chat")
-    shown = client.predict(LONG_QUESTION, 4, SMALL_MODEL, api_name="/respond")[1]
+    shown = client.predict(LONG_QUESTION, 4, SMALL_MODEL, *NO_FILTER, api_name="/respond")[1]
     assert "at most 2,000" in str(shown[-1]["content"])
     text, _ = client.predict(LAPPO_QUESTION, [], api_name="/chat")  # the session goes on
     assert text.strip()

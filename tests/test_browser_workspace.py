@@ -182,8 +182,34 @@ def test_collection_upload_ask_view_feedback_reload_and_resume(
         history = saved.history("", conversation["id"])
         assert history[0]["content"] == "What did Lappo threaten?"
         assert saved.conversations("", "default") == []
+        # Rename it and export it as Markdown from "This conversation".
+        css(browser, "#conversation-tools button, #conversation-tools .label-wrap").click()
+        title = css(browser, "#chat-title textarea, #chat-title input")
+        title.clear()
+        title.send_keys("Lappo's threat")
+        css(browser, "#rename-chat").click()
+        wait(browser).until(
+            lambda d: saved.conversations("", "case")[0]["title"] == "Lappo's threat"
+        )
+        css(browser, "#export-chat").click()
+        link = css(browser, "#exported a")
+        assert "conversation-" in (link.get_attribute("href") or "")
         browser.save_screenshot(str(artifacts_dir / "workspace.png"))
         assert "Traceback" not in browser.page_source
+
+
+def test_the_filter_control_limits_the_passages_searched(tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    with serve_page(tmp_path) as (_engine, url):
+        browser.get(url)
+        css(browser, "#filters button, #filters .label-wrap").click()
+        css(browser, "#filter-path textarea, #filter-path input").send_keys("001_*")
+        panel = ask(browser, "What did Lappo threaten?")
+        shown = panel.find_elements(By.CSS_SELECTOR, ".rag-meta code")
+        assert shown and {c.get_attribute("textContent") for c in shown} == {
+            "001_170c96ab2ce3f4e4.txt"
+        }
 
 
 def login(driver: object, url: str, user: str, password: str) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_MODEL, free_port
+from conftest import NO_FILTER, SMALL_MODEL, free_port
 from gradio_client import Client
 
 from rag import Config, Engine
@@ -157,8 +157,10 @@ def load_round(
             start.wait(timeout=60)
             for question in ask(session):
                 began = time.perf_counter()
-                job = clients[session].submit(question, K, SMALL_MODEL, api_name="/respond")
-                _, shown, panel = job.result(timeout=300)
+                job = clients[session].submit(
+                    question, K, SMALL_MODEL, *NO_FILTER, api_name="/respond"
+                )
+                _, shown, panel, *_ = job.result(timeout=300)
                 latencies.append(time.perf_counter() - began)
                 results[session].append((question, shown, panel))
         except BaseException as exc:  # reported by the caller

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import scans
+from conftest import NO_FILTER, serve_page
 from conftest import SMALL_MODEL as MODEL
-from conftest import serve_page
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from test_tables import ROADS_2023, budget_docx
@@ -36,7 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 def ask_page(client: Client, question: str) -> tuple[list[dict], str]:
     """One turn through the page's own chat handler: (chat messages shown, sources panel)."""
-    _, shown, sources = client.predict(question, 4, MODEL, api_name="/respond")
+    _, shown, sources, *_ = client.predict(question, 4, MODEL, *NO_FILTER, api_name="/respond")
     return shown, sources
 
 

@@ -288,3 +288,27 @@ def test_the_viewer_refuses_a_tampered_manifest_path(indexed: Config) -> None:
     (folder / store.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(RagError, match="is not a document of the collection"):
         viewer.render(indexed, LAPPO, 0, 10)
+
+
+def test_a_pdf_is_shown_as_its_text_with_page_breaks_and_the_cited_page(tmp_path: Path) -> None:
+    import io
+
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=letter)
+    for line in ("First page: the border committee met.", "Second page: the answer is cruel."):
+        pdf.drawString(72, 720, line)
+        pdf.showPage()
+    pdf.save()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "minutes.pdf").write_bytes(buffer.getvalue())
+    config = Config.load(corpus=corpus, index_dir=tmp_path / "index")
+    Engine(config).build([corpus])
+    (hit,) = Engine(config).search("the answer is cruel", k=1)
+    start = hit.chunk.original.index("Second page") + hit.chunk.start
+    page = viewer.render(config, "minutes.pdf", start, start + 33)
+    assert '<div class="rag-page-break">page 2</div>' in page and "page 2 ·" in page
+    assert '<mark class="rag-cited" id="rag-cited-start">Second page: the answer is cruel.' in page
