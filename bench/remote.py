@@ -76,8 +76,9 @@ def run(quick: bool = False) -> None:
         port = s.getsockname()[1]
     path = resolve(config.model, Path(config.models_dir))
     with model_server(path, config.n_ctx, port) as url:
-        local = Engine(config)
-        remote = Engine(config.with_(model=f"openai:{url}"))
+        # The seeds index is built on first use when missing (a fresh checkout), untimed.
+        local = Engine(config, build_missing=True)
+        remote = Engine(config.with_(model=f"openai:{url}"), build_missing=True)
         for engine in (local, remote):  # models loaded and the system turn read once each
             engine.answer("Who is Alexander Lukashenko?")
         rounds = 1 if quick else ROUNDS
