@@ -4,62 +4,26 @@ who never see each other's conversations."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS, serve_page
+from conftest import BROWSER_MARKS, SEEDS, chromium, close_chromium, serve_page
 
 from rag import Config
 from rag.workspace import chats
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 LAPPO = "004_54fdbde5d22b5a7d.txt"
 WAIT_S = 150
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs /usr/bin/chromium and /usr/bin/chromedriver: run `make browser`",
-    ),
-    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
-
-
-def chromium() -> object:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="rag-chromium-")
-    for arg in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--window-size=1280,1800",
-        f"--user-data-dir={profile}",
-    ]:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.profile = profile
-    return driver
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture()
 def browser() -> Iterator[object]:
     driver = chromium()
     yield driver
-    driver.quit()
-    shutil.rmtree(driver.profile, ignore_errors=True)
+    close_chromium(driver)
 
 
 def wait(driver: object, seconds: float = WAIT_S):  # noqa: ANN201
@@ -252,5 +216,4 @@ def test_two_logged_in_users_never_see_each_others_conversations(tmp_path: Path)
             assert Config.load().data_dir != engine.config.data_dir
     finally:
         for driver in (ana, bo):
-            driver.quit()
-            shutil.rmtree(driver.profile, ignore_errors=True)
+            close_chromium(driver)
