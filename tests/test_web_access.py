@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import serve_page
 
@@ -29,18 +30,17 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         yield engine, url
 
 
-def session(url: str, user: str | None) -> object:
-    import requests
-
-    s = requests.Session()
+def session(url: str, user: str | None) -> httpx.Client:
+    """A browser-like HTTP session (cookies kept), logged in as `user` when one is given."""
+    s = httpx.Client(follow_redirects=True, timeout=60)
     if user:
         password = dict(LOGINS)[user]
-        assert s.post(url + "login", data={"username": user, "password": password}).ok
+        assert s.post(url + "login", data={"username": user, "password": password}).is_success
     return s
 
 
 def call(  # noqa: ANN201
-    s: object,
+    s: httpx.Client,
     url: str,
     api_name: str,
     data: list,
@@ -69,11 +69,9 @@ def call(  # noqa: ANN201
         },
     )
     joined.raise_for_status()
-    with s.get(
-        url + "gradio_api/queue/data", params={"session_hash": token}, stream=True, timeout=60
-    ) as stream:
+    with s.stream("GET", url + "gradio_api/queue/data", params={"session_hash": token}) as stream:
         for line in stream.iter_lines():
-            if line.startswith(b"data:"):
+            if line.startswith("data:"):
                 message = json.loads(line[5:])
                 if message.get("msg") == "process_completed":
                     return message["output"]
@@ -90,7 +88,7 @@ def test_without_a_login_nothing_is_served(page: tuple) -> None:
     )
     assert joined.status_code == 401
     wrong = session(url, None)
-    assert not wrong.post(url + "login", data={"username": "ana", "password": "nope"}).ok
+    assert not wrong.post(url + "login", data={"username": "ana", "password": "nope"}).is_success
 
 
 @pytest.mark.parametrize(
