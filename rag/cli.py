@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import Config, RagError, filters
-from .config import DEFAULT_COLLECTION
+from .config import DEFAULT_COLLECTION, INDEX_TYPES
 from .workspace import commands as workspace_commands
 
 MODEL_HELP = "answer model: a preset name, a .gguf path or openai:URL[#MODEL]"
@@ -22,6 +22,9 @@ def _config(args: argparse.Namespace, create: bool = False) -> Config:
     options = {
         "collection": getattr(args, "collection", None),
         "index_dir": getattr(args, "index_dir", None),
+        "store": getattr(args, "store", None),
+        "ray": getattr(args, "ray", None),
+        "index_type": getattr(args, "index_type", None),
         "model": getattr(args, "model", None),
         "embed_model": getattr(args, "embed_model", None),
         "chunk_tokens": getattr(args, "chunk_tokens", None),
@@ -271,6 +274,12 @@ def parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--index-dir", type=Path, help="index folder (default: index/seeds)")
         sp.add_argument(
+            "--store",
+            metavar="URI",
+            help="keep the index in Milvus: milvus:PATH.db (Milvus Lite) or "
+            "milvus://HOST:PORT/NAME (default: RAG_STORE, else the FAISS folder --index-dir)",
+        )
+        sp.add_argument(
             "--collection",
             help='a named collection (see `rag collections`; default: RAG_COLLECTION or "default")',
         )
@@ -290,6 +299,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--watch", action="store_true", help="keep running and update on changes")
     s.add_argument("--embed-model", help="sentence-transformers model name or folder")
     s.add_argument("--chunk-tokens", type=int, help="target word pieces per passage")
+    s.add_argument(
+        "--index-type",
+        choices=INDEX_TYPES,
+        help="how vectors are searched (default: RAG_INDEX_TYPE, else auto; see docs/SCALE.md)",
+    )
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, cut and embed on a Ray cluster: its address, or none for one started here "
+        "(default: RAG_RAY, else this process alone)",
+    )
     s.set_defaults(run=cmd_index)
 
     s = sub.add_parser("search", help="show the passages that best match a query")

@@ -31,8 +31,12 @@ ENV = {
     "RAG_OCR_CACHE": "ocr_cache",
     "RAG_DATA_DIR": "data_dir",
     "RAG_COLLECTION": "collection",
+    "RAG_STORE": "store",
+    "RAG_RAY": "ray",
 }
 
+# The settings of Config.index_type (see rag.store and docs/SCALE.md).
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 DEFAULT_COLLECTION = "default"  # today's corpus and index (seeds/ and index/seeds by default)
 _COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -65,6 +69,12 @@ class Config:
     # store.APPROXIMATE_FROM passages, IVF above; see docs/BENCHMARKS.md). Recorded in the
     # manifest; a change takes effect at the next `rag index` without re-embedding.
     index_type: str = "auto"
+    # Where the index lives: empty for the FAISS folder `index_dir`, or a Milvus store,
+    # "milvus:PATH.db" (Milvus Lite, one file) or "milvus://HOST:PORT/NAME" (a Milvus server).
+    store: str = ""
+    # Build the index on Ray (`rag index --ray`): empty for this process alone, "local" for a
+    # Ray cluster started here, or a cluster's address ("auto", "HOST:6379", "ray://HOST:10001").
+    ray: str = ""
     # Retrieval.
     k: int = 4
     retrieval: str = "hybrid"  # dense | lexical | hybrid (see docs/QUALITY.md)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,61 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Cut:
+    """One document read and cut into passages (numbered from 0), before embedding."""
+
+    title: str
+    pages: int
+    chunks: list[Chunk]
+
+
+def cut(path: Path, base: Path, config: Config, embedder: Embedder, scans: object) -> Cut | str:
+    """Read, clean and cut one file: its passages, or why it cannot be indexed."""
+    try:
+        doc = read.read(path, base, scans)
+    except UnreadableDocument as exc:
+        return str(exc)
+    new = passages(doc, embedder, config, 0)
+    if not new:
+        return "no text to index"
+    return Cut(doc.title, len(doc.pages), new)
+
+
+def _process(
+    fresh: Sequence[tuple[str, str, Path, float]],
+    base: Path,
+    config: Config,
+    progress: Progress | None,
+    embedder: Embedder | None,
+) -> tuple[dict[str, Cut | str], np.ndarray, Embedder | None]:
+    """New and changed files read, cut and embedded in this process: each source's `Cut` (or
+    why it was skipped) and the vectors of all their passages in order."""
+    scans = read.ocr.Options(
+        languages=config.ocr_languages,
+        cache=config.ocr_cache,
+        workers=config.threads or os.cpu_count() or 1,
+        progress=(lambda done, total: progress("ocr", done, total)) if progress else None,
+    )
+    results: dict[str, Cut | str] = {}
+    for source, _sha, path, _modified in fresh:
+        if embedder is None:
+            embedder = embed.load(config.embed_model, config.batch_size, config.threads)
+        results[source] = cut(path, base, config, embedder, scans)
+    texts = [vector_text(c) for r in results.values() if isinstance(r, Cut) for c in r.chunks]
+    if not texts:
+        return results, np.zeros((0, 0), dtype=np.float32), embedder
+
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress("embedding", done, total)
+        if done:
+            store.fault_point("embedding")
+
+    report(0, len(texts))
+    return results, embedder.encode(texts, progress=report), embedder
+
+
 def passages(doc: Document, embedder: Embedder, config: Config, first_id: int) -> list[Chunk]:
     """Cut one document into passages numbered from `first_id`."""
     limit = embedder.text_limit
@@ -111,9 +167,9 @@ def passages(doc: Document, embedder: Embedder, config: Config, first_id: int) -
     return out
 
 
-def _open_previous(root: Path) -> tuple[store.Index | None, str]:
+def _open_previous(where: object) -> tuple[store.Index | None, str]:
     try:
-        return store.load(root), ""
+        return where.load(), ""
     except IndexNotFound:
         return None, ""
     except (IndexCorrupt, IndexMismatch) as exc:
@@ -128,21 +184,23 @@ def build(
     progress: Progress | None = None,
     embedder: Embedder | None = None,
 ) -> IndexSummary:
-    """Build or update the index at `config.index_dir` from files and folders.
+    """Build or update the index that `config` names (`config.index_dir`, or `config.store`)
+    from files and folders.
 
-    Only new or changed documents are embedded; removed ones disappear. With no paths, the
-    folders the index was built from are read again (or the configured corpus for a new index).
-    The new version replaces the old one atomically, and only when it is complete.
+    Only new or changed documents are read and embedded (on Ray when `config.ray` is set);
+    removed ones disappear. With no paths, the folders the index was built from are read again
+    (or the configured corpus for a new index). The new version replaces the old one
+    atomically, and only when it is complete.
     """
     config = config or Config.load()
-    root = Path(config.index_dir)
+    where = store.open_store(config)
     store.index_type_for(config.index_type, 0)  # an unknown setting fails before any work
     began = time.perf_counter()
-    with store.rebuild_lock(root):
-        store.tidy(root)
-        old, note = _open_previous(root)
+    with where.lock():
+        where.tidy()
+        old, note = _open_previous(where)
         try:
-            return _build(paths, config, root, old, full or bool(note), progress, embedder, began)
+            return _build(paths, config, where, old, full or bool(note), progress, embedder, began)
         finally:
             if old is not None:
                 old.close()
@@ -151,7 +209,7 @@ def build(
 def _build(
     paths: Sequence[Path | str] | None,
     config: Config,
-    root: Path,
+    where: object,
     old: store.Index | None,
     full: bool,
     progress: Progress | None,
@@ -171,12 +229,6 @@ def _build(
     before = old.manifest.get("documents", {}) if old is not None else {}
     kept_before = before if reuse else {}
 
-    scans = read.ocr.Options(
-        languages=config.ocr_languages,
-        cache=config.ocr_cache,
-        workers=config.threads or os.cpu_count() or 1,
-        progress=(lambda done, total: progress("ocr", done, total)) if progress else None,
-    )
     skipped: list[tuple[str, str]] = []
     plan: list[tuple[str, str, Path, float]] = []  # (source, sha256, path, modified)
     seen: set[str] = set()
@@ -193,6 +245,19 @@ def _build(
         if source not in seen:
             seen.add(source)
             plan.append((source, sha, path, modified))
+
+    fresh = [
+        item
+        for item in plan
+        if kept_before.get(item[0]) is None or kept_before[item[0]].get("sha256") != item[1]
+    ]
+    if config.ray and fresh:
+        from .cluster import raybuild
+
+        cut, new_vectors = raybuild.process(fresh, base, config, progress)
+    else:
+        cut, new_vectors, embedder = _process(fresh, base, config, progress, embedder)
+    skipped += [(source, reason) for source, reason in cut.items() if isinstance(reason, str)]
 
     chunks: list[Chunk] = []
     reused_vectors: dict[str, np.ndarray] = {}
@@ -213,24 +278,17 @@ def _build(
             documents[source] = dict(prior, first=first, count=len(reused), modified=modified)
             unchanged += 1
             continue
-        try:
-            doc = read.read(path, base, scans)
-        except UnreadableDocument as exc:
-            skipped.append((source, str(exc)))
+        result = cut.get(source)
+        if not isinstance(result, Cut):
             continue
-        if embedder is None:
-            embedder = embed.load(config.embed_model, config.batch_size, config.threads)
-        new = passages(doc, embedder, config, first)
-        if not new:
-            skipped.append((source, "no text to index"))
-            continue
+        new = [replace(c, id=first + n) for n, c in enumerate(result.chunks)]
         chunks.extend(new)
         to_embed.extend(new)
         documents[source] = {
             "sha256": sha,
-            "title": doc.title,
+            "title": result.title,
             "path": str(path),
-            "pages": len(doc.pages),
+            "pages": result.pages,
             "first": first,
             "count": len(new),
             "modified": modified,  # for filters by date (`rag.filters`)
@@ -239,25 +297,14 @@ def _build(
 
     if not documents:
         reasons = "; ".join(f"{s}: {r}" for s, r in skipped[:5])
-        where = ", ".join(roots)
+        folders = ", ".join(roots)
         raise EmptyCorpus(
-            f"no readable documents in {where}"
+            f"no readable documents in {folders}"
             + (f" (skipped {len(skipped)}: {reasons})" if skipped else "")
             + ": add .txt, .md, .html, .pdf, .docx or image files and run `rag index` again"
         )
 
-    new_vectors = np.zeros((0, 0), dtype=np.float32)
-    if to_embed:
-
-        def report(done: int, total: int) -> None:
-            if progress:
-                progress("embedding", done, total)
-            if done:
-                store.fault_point("embedding")
-
-        report(0, len(to_embed))
-        new_vectors = embedder.encode([vector_text(c) for c in to_embed], progress=report)
-    dim = embedder.dim if embedder is not None else int(old.manifest["dim"])
+    dim = new_vectors.shape[1] if len(new_vectors) else int(old.manifest["dim"])
     matrix = np.zeros((len(chunks), dim), dtype=np.float32)
     cursor = 0
     for source, info in documents.items():
@@ -287,14 +334,13 @@ def _build(
         # stored passage texts at every update (seconds, no model); only embedding is costly.
         lexical.save(lexical.build(texts), folder / lexical.FOLDER)
 
-    store.write(
-        root,
+    where.write(
         store.Version(manifest, chunks, matrix, extras=(write_lexical,)),
         index_type=config.index_type,
         previous=old if reuse else None,  # its IVF lists only suit vectors of the same model
     )
     return IndexSummary(
-        index_dir=str(root),
+        index_dir=str(where),
         added=tuple(added),
         updated=tuple(updated),
         removed=tuple(removed),

@@ -50,14 +50,14 @@ class Engine:
     @property
     def index(self) -> store.Index:
         """The live index version; re-opened when a rebuild has swapped in a new one."""
-        root = Path(self.config.index_dir)
+        where = store.open_store(self.config)
         with self._lock:
-            live = store.current_folder(root)
-            if self._index is not None and live is not None and live == self._index.folder:
+            live = where.live()
+            if self._index is not None and live is not None and live == self._index.version:
                 return self._index
             if live is None and self.build_missing and Path(self.config.corpus).is_dir():
                 self.build([self.config.corpus])
-            index = store.load(root)
+            index = where.load()
             model = index.manifest.get("embed_model")
             if self._embedder is not None and self._embedder.name != model:
                 self._embedder = None

@@ -6,9 +6,9 @@ from collections.abc import Container
 
 import numpy as np
 
-from . import filters, lexical
+from . import filters
 from .embed import Embedder
-from .errors import IndexCorrupt, RagError
+from .errors import RagError
 from .filters import Where
 from .store import Index
 from .types import Hit
@@ -17,29 +17,9 @@ MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al. 2009)
 
 
-def _bm25(index: Index):  # noqa: ANN202
-    model = index.cache.get("bm25")
-    if model is None:
-        folder = index.folder / lexical.FOLDER
-        try:
-            if folder.is_dir() and lexical.saved_version(folder) != lexical.VERSION:
-                # Written by an older tokenizer: its words would not match the question's.
-                # Rebuilt from the stored passages in memory; the next `rag index` saves it.
-                texts = [c.text for c in index.all_chunks()]
-                model = index.cache["bm25"] = lexical.build(texts)
-                return model
-            model = index.cache["bm25"] = lexical.load(folder)
-        except Exception as exc:  # missing or damaged arrays
-            raise IndexCorrupt(
-                f"the lexical index {folder} is unreadable ({exc}): "
-                f"run `rag index --full --index-dir {index.root}`"
-            ) from exc
-    return model
-
-
 def vocabulary(index: Index) -> Container[str]:
     """Every stemmed word the lexical index knows: what the documents ever say."""
-    return _bm25(index).vocab_dict
+    return index.vocabulary()
 
 
 def fuse(rankings: list[list[int]], k: int) -> list[int]:
@@ -70,10 +50,10 @@ def search(
     if mode == "dense":
         ids = [i for i, _ in index.search(vector, k, allowed)]
     elif mode == "lexical":
-        ids = [i for i, _ in lexical.search(_bm25(index), query, k, index.size, allowed)]
+        ids = [i for i, _ in index.words(query, k, allowed)]
     else:
         dense = [i for i, _ in index.search(vector, pool, allowed)]
-        words = [i for i, _ in lexical.search(_bm25(index), query, pool, index.size, allowed)]
+        words = [i for i, _ in index.words(query, pool, allowed)]
         ids = fuse([dense, words], k)
     chunks = index.chunks(ids)
     if not chunks:

@@ -21,12 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import lexical
+from .config import INDEX_TYPES
 from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, RagError
 from .types import Chunk
 
@@ -84,6 +86,9 @@ class Index:
         )
         self._lock = threading.Lock()
         self.cache: dict[str, object] = {}  # parts other stages load once per version
+        # An IVF-PQ index keeps its full vectors on disk, read as they are needed.
+        exact = folder / EXACT_VECTORS
+        self.exact = np.load(exact, mmap_mode="r") if exact.exists() else None
 
     @property
     def size(self) -> int:
@@ -101,6 +106,15 @@ class Index:
         if self.size == 0 or k <= 0:
             return []
         query = np.ascontiguousarray(query, dtype=np.float32)
+        if self.exact is not None and (allowed is None or len(allowed) > EXACT_FILTERED):
+            # Compressed codes find candidates; their full vectors rank them exactly.
+            wide = k * PQ_RERANK
+            params = self._filtered(allowed) if allowed is not None else None
+            _, ids = self.vectors.search(query, wide, params=params)
+            found = np.sort(ids[0][ids[0] >= 0])
+            scores = self.reconstruct(found) @ query[0]
+            top = np.argsort(-scores, kind="stable")[:k]
+            return [(int(found[i]), float(scores[i])) for i in top]
         if allowed is None:
             scores, ids = self.vectors.search(query, k)
         elif len(allowed) == 0:
@@ -155,6 +169,8 @@ class Index:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.vectors.d), dtype=np.float32)
+        if self.exact is not None:
+            return np.asarray(self.exact[ids], dtype=np.float32)
         # Runs of consecutive ids (a document's passages) are read with one call each.
         breaks = np.flatnonzero(np.diff(ids) != 1) + 1
         parts = [
@@ -165,9 +181,80 @@ class Index:
         ]
         return np.vstack(parts)
 
+    def words(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the k best passages sharing a word with the query; with
+        `allowed` (sorted passage ids), only those passages are ranked."""
+        return lexical.search(self._bm25(), query, k, self.size, allowed)
+
+    def vocabulary(self) -> Container[str]:
+        """Every stemmed word the lexical index knows: what the documents ever say."""
+        return self._bm25().vocab_dict
+
+    def _bm25(self):  # noqa: ANN202 - bm25s.BM25, loaded once per version
+        model = self.cache.get("bm25")
+        if model is not None:
+            return model
+        folder = self.folder / lexical.FOLDER
+        try:
+            if folder.is_dir() and lexical.saved_version(folder) != lexical.VERSION:
+                # Written by an older tokenizer: its words would not match the question's.
+                # Rebuilt from the stored passages in memory; the next `rag index` saves it.
+                model = lexical.build([c.text for c in self.all_chunks()])
+            else:
+                model = lexical.load(folder)
+        except Exception as exc:  # missing or damaged arrays
+            raise IndexCorrupt(
+                f"the lexical index {folder} is unreadable ({exc}): "
+                f"run `rag index --full --index-dir {self.root}`"
+            ) from exc
+        self.cache["bm25"] = model
+        return model
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Local:
+    """The default store: index versions in a folder on this machine (see the module's text).
+    The Milvus store (`rag.cluster.milvus.Store`) has the same methods."""
+
+    kind = "faiss"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        return rebuild_lock(self.root)
+
+    def tidy(self) -> list[str]:
+        return tidy(self.root) if self.root.is_dir() else []
+
+    def live(self) -> str | None:
+        """The name of the live version, or None when there is no index yet."""
+        folder = current_folder(self.root)
+        return folder.name if folder is not None else None
+
+    def load(self) -> Index:
+        return load(self.root)
+
+    def write(self, version: Version, index_type: str, previous: Index | None) -> str:
+        return write(self.root, version, index_type, previous).name
+
+
+def open_store(config: object) -> object:
+    """The store a configuration names: `Config.store` empty is the FAISS folder
+    `Config.index_dir`; "milvus:PATH.db" or "milvus://HOST:PORT/NAME" is a Milvus store."""
+    if getattr(config, "store", ""):
+        from .cluster import milvus
+
+        return milvus.Store.from_config(config)
+    return Local(config.index_dir)
 
 
 # Fault injection, for tests only: a function called with the name of each point where a
@@ -259,13 +346,18 @@ def _fsync_dir(path: Path) -> None:
 # How the vectors are searched. "flat" compares the question with every passage (exact);
 # "ivf" and "hnsw" are approximate and much faster on large indexes (docs/BENCHMARKS.md,
 # "Retrieval latency and scale"); "auto" is flat below APPROXIMATE_FROM passages, IVF above.
-INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+# "ivfpq" keeps only PQ_BYTES per vector in memory (IVF lists of product-quantised codes) and
+# re-ranks the best PQ_RERANK × k candidates exactly from full vectors memory-mapped from disk
+# (EXACT_VECTORS, float16): for corpora whose vectors no longer fit in memory (docs/SCALE.md).
 APPROXIMATE_FROM = 200_000
 # Share of the IVF lists scanned per question: a quarter reaches recall@10 ≥ 0.95 against exact
 # search at a million passages even on vectors harder to cluster than real text (see
 # docs/BENCHMARKS.md, "Retrieval latency and scale"), still about 3× faster than exact search.
 IVF_PROBE_SHARE = 1 / 4
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+PQ_BYTES = 48  # 8-bit codes of 48 sub-vectors of 8 dimensions (for 384): 32× less than float32
+PQ_RERANK = 10
+EXACT_VECTORS = "vectors.f16.npy"
 
 
 def index_type_for(setting: str, count: int) -> str:
@@ -274,12 +366,15 @@ def index_type_for(setting: str, count: int) -> str:
         raise RagError(f"unknown index type {setting!r}: use one of {', '.join(INDEX_TYPES)}")
     if setting == "auto":
         return "flat" if count < APPROXIMATE_FROM else "ivf"
+    if setting == "ivfpq" and count < PQ_MIN_POINTS:
+        return "flat"  # too few passages to learn the codes from
     if setting == "ivf" and count < 2 * _IVF_MIN_POINTS:
         return "flat"  # too few passages to learn lists from; exact search is instant anyway
     return setting
 
 
 _IVF_MIN_POINTS = 39  # FAISS wants at least this many training points per list
+PQ_MIN_POINTS = 10_000  # 256 codes per sub-vector need this many points to learn them well
 
 
 def ivf_lists(count: int) -> int:
@@ -301,6 +396,16 @@ def make_vectors(vectors: np.ndarray, kind: str, previous: object | None = None)
         index = f.IndexHNSWFlat(dim, HNSW_M, f.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivfpq":
+        nlist = ivf_lists(count)
+        quantizer = f.IndexFlatIP(dim)
+        codes = PQ_BYTES if dim % PQ_BYTES == 0 else dim // 8 or 1
+        index = f.IndexIVFPQ(quantizer, dim, nlist, codes, 8, f.METRIC_INNER_PRODUCT)
+        rows = np.random.default_rng(0).choice(
+            count, min(count, max(nlist, 256) * 50), replace=False
+        )
+        index.train(vectors[np.sort(rows)])
+        index.nprobe = max(1, round(nlist * IVF_PROBE_SHARE))
     elif kind == "ivf":
         nlist = ivf_lists(count)
         quantizer = _reusable_lists(previous, dim, nlist)
@@ -375,6 +480,8 @@ def write(
         )
         manifest["index_params"] = _params(vectors)
         faiss().write_index(vectors, str(tmp / VECTORS))
+        if kind == "ivfpq":  # the exact vectors the codes are re-ranked with, read on demand
+            np.save(tmp / EXACT_VECTORS, version.vectors.astype(np.float16))
         for extra in version.extras:
             extra(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
@@ -405,6 +512,9 @@ def _params(vectors: object) -> dict:
     if isinstance(vectors, f.IndexHNSW):
         return {"M": HNSW_M, "efConstruction": vectors.hnsw.efConstruction,
                 "efSearch": vectors.hnsw.efSearch}  # fmt: skip
+    if isinstance(vectors, f.IndexIVFPQ):
+        return {"nlist": int(vectors.nlist), "nprobe": int(vectors.nprobe),
+                "pq_bytes": int(vectors.pq.M), "rerank": PQ_RERANK}  # fmt: skip
     if isinstance(vectors, f.IndexIVF):
         return {"nlist": int(vectors.nlist), "nprobe": int(vectors.nprobe)}
     return {}

@@ -97,13 +97,10 @@ def test_the_filter_ranks_only_the_chosen_documents_before_taking_k(
 
 
 def test_a_lexical_filter_keeps_bm25_scores_of_the_chosen_documents(engine: Engine) -> None:
-    from rag import lexical
-    from rag.retrieve import _bm25
-
     index = engine.index
     allowed = filters.passage_ids(filters.parse({"type": "md"}), index.manifest)
-    every = dict(lexical.search(_bm25(index), "Lappo threats Newsweek", 50, index.size))
-    kept = lexical.search(_bm25(index), "Lappo threats Newsweek", 50, index.size, allowed)
+    every = dict(index.words("Lappo threats Newsweek", 50))
+    kept = index.words("Lappo threats Newsweek", 50, allowed)
     assert kept and {i for i, _ in kept} <= set(allowed.tolist())
     assert all(abs(every[i] - s) < 1e-5 for i, s in kept)
 

@@ -48,18 +48,15 @@ def test_railway_sabotage_finds_the_article_written_with_cyrillic_letters(
 def test_a_name_typed_without_its_accent_finds_the_passage_that_has_it(
     seeds_index: Path,
 ) -> None:
-    from rag import lexical, retrieve
-
     engine = engine_for(seeds_index)
-    model = retrieve._bm25(engine.index)
-    ids = [i for i, _ in lexical.search(model, "Babich", 3, engine.index.size)]
+    ids = [i for i, _ in engine.index.words("Babich", 3)]
     assert ids and "Bábich" in engine.index.chunks(ids[:1])[0].text
 
 
 def test_an_index_whose_lexical_part_predates_folding_is_refolded_when_opened(
     corpus: Path, tmp_path: Path
 ) -> None:
-    from rag import lexical, retrieve
+    from rag import lexical
 
     engine = engine_for(tmp_path / "index")
     engine.build([corpus])
@@ -69,8 +66,8 @@ def test_an_index_whose_lexical_part_predates_folding_is_refolded_when_opened(
     (folder / "rag_lexical.json").unlink()
     assert lexical.saved_version(folder) == 1
     fresh = engine_for(tmp_path / "index")
-    model = retrieve._bm25(fresh.index)
-    assert "babich" in model.vocab_dict and "bábich" not in model.vocab_dict
+    vocabulary = fresh.index.vocabulary()
+    assert "babich" in vocabulary and "bábich" not in vocabulary
 
 
 def test_search_command_prints_ranked_passages(seeds_index: Path, capsys) -> None:
