@@ -167,12 +167,17 @@ def _dataset_index(
     folder = root / f"{evalset.name}-{key}"
     docs = folder / "docs"
     names = _write_documents(evalset.documents, docs)
-    engine = Engine(config.with_(index_dir=folder / "index", corpus=docs))
+    own = {"index_dir": folder / "index", "corpus": docs}
+    if config.store:  # the set gets a Milvus store of its own, never the user's
+        from .cluster import milvus
+
+        own["store"] = milvus.beside(config.store, folder / "index.db", f"eval_{key}")
+    engine = Engine(config.with_(**own))
     # An incremental build: nothing is embedded when the cached index holds these documents
     # already, but its files are rewritten by the current code (e.g. the lexical index).
     summary = engine.build([docs], progress=ingest.progress_bar() if progress else None)
     info = {
-        "dir": str(folder / "index"),
+        "dir": str(own.get("store") or folder / "index"),
         "cached": summary.embedded == 0,
         "documents": summary.documents,
         "passages": summary.chunks,

@@ -87,6 +87,14 @@ def parse(spec: str) -> tuple[str, str]:
     return uri, name
 
 
+def beside(spec: str, lite_file: Path, name: str) -> str:
+    """A store of its own next to `spec`: the Lite file `lite_file` for a Lite store, the
+    store `name` on the same server for a server."""
+    if spec.startswith("milvus://"):
+        return f"{spec.rsplit('/', 1)[0] if spec.count('/') > 2 else spec}/{name}"
+    return f"milvus:{lite_file}"
+
+
 class Store:
     """A Milvus store with the methods of `rag.store.Local`: lock, tidy, live, load, write."""
 
@@ -160,6 +168,7 @@ class Store:
         for version in dropped:
             self.client.drop_collection(version)
             if self.client.has_collection(self.meta):
+                self.client.load_collection(self.meta)
                 self.client.delete(self.meta, filter=f'key like "{version}/%"')
         return dropped
 
@@ -188,6 +197,7 @@ class Store:
     def _read_meta(self, version: str) -> dict | None:
         if not self.client.has_collection(self.meta):
             return None
+        self.client.load_collection(self.meta)  # a collection is "released" in a new process
         rows = self.client.query(
             self.meta, filter=f'key like "{version}/%"', output_fields=["key", "piece"]
         )

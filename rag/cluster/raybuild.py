@@ -119,13 +119,14 @@ def process(
     base: Path,
     config: Config,
     progress: ingest.Progress | None = None,
-    stages: tuple[type, type] = (Cutter, Encoder),
+    stages: tuple[type, type] | None = None,
 ) -> tuple[dict[str, ingest.Cut | str], np.ndarray]:
     """New and changed files (source, sha256, path, modified) read, cut and embedded on the Ray
     cluster `config.ray`: each source's `ingest.Cut` (or why it was skipped) in the order
     given, and the vectors of all their passages in that order, as `ingest._process` gives.
 
-    `stages` are the actor classes (a test swaps in one that dies, to see Ray retry it)."""
+    `stages` are the actor classes, `Cutter` and `Encoder` by default (a test swaps in one that
+    dies, to see Ray retry it)."""
     import ray.data
 
     resources = connect(config.ray)
@@ -133,7 +134,7 @@ def process(
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     cpus = max(1, int(resources.get("CPU", 1)))
-    cutter, encoder = stages
+    cutter, encoder = stages or (Cutter, Encoder)
     items = []
     for order, (source, _sha, path, _modified) in enumerate(fresh):
         try:
@@ -143,7 +144,6 @@ def process(
         items.append({"order": order, "source": source, "data": data})
     if progress:
         progress("embedding", 0, 0)
-    retry = {"max_restarts": RETRIES, "max_task_retries": RETRIES}
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items) // FILES_PER_BATCH))
     ds = ds.map_batches(
         cutter,
@@ -151,7 +151,7 @@ def process(
         batch_size=FILES_PER_BATCH,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
         num_cpus=0,  # light beside embedding: the CPUs are the encoders''
-        **retry,
+        ray_remote_args_fn=_retries,
     )
     ds = ds.map_batches(
         encoder,
@@ -159,13 +159,19 @@ def process(
         batch_size=PASSAGES_PER_BATCH,
         compute=ray.data.ActorPoolStrategy(size=cpus),
         num_cpus=1,
-        **retry,
+        ray_remote_args_fn=_retries,
     )
     try:
         batches = list(ds.iter_batches(batch_format="numpy", batch_size=None))
     except Exception as exc:  # a stage failed more often than Ray retries it
         raise RagError(f"the Ray build failed: {exc}") from exc
     return _collect(fresh, batches)
+
+
+def _retries() -> dict:
+    """Each actor's restarts and each batch's retries (Ray Data's default is forever, so a
+    batch that always kills its worker would hang the build)."""
+    return {"max_restarts": RETRIES, "max_task_retries": RETRIES}
 
 
 def _collect(
