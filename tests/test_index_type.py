@@ -115,3 +115,37 @@ def test_a_filtered_search_ranks_only_the_allowed_passages(
     assert len(selected) == 5
     assert index.search(query, 5, np.array([], dtype=np.int64)) == []
     index.close()
+
+
+def clustered_rows(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 40 topics, as passage vectors are (Gaussian noise has no structure
+    for product quantisation to learn, which real text has)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((40, 384)).astype(np.float32)
+    x = centers[rng.integers(0, 40, n)] + 0.6 * rng.standard_normal((n, 384)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_ivfpq_keeps_codes_in_memory_and_ranks_exactly_from_disk(tmp_path: Path) -> None:
+    assert store.index_type_for("ivfpq", store.PQ_MIN_POINTS - 1) == "flat"
+    vectors = clustered_rows(12_000)
+    store.write(tmp_path / "pq", version(vectors), index_type="ivfpq")
+    store.write(tmp_path / "flat", version(vectors), index_type="flat")
+    pq, flat = load(tmp_path / "pq"), load(tmp_path / "flat")
+    assert pq.manifest["index_type"] == "ivfpq"
+    assert pq.manifest["index_params"]["pq_bytes"] == store.PQ_BYTES
+    size = (pq.folder / store.VECTORS).stat().st_size
+    assert size * 8 < (flat.folder / store.VECTORS).stat().st_size  # what stays in memory
+
+    queries = clustered_rows(60, seed=1)
+    found = 0
+    for q in queries:
+        exact = {i for i, _ in flat.search(q[None], 10)}
+        got = pq.search(q[None], 10)
+        found += len(exact & {i for i, _ in got})
+        # Scores are the full vectors' (float16 on disk), not the codes' approximations.
+        assert all(abs(s - float(vectors[i] @ q)) < 2e-3 for i, s in got)
+    assert found / (10 * len(queries)) >= 0.95
+    assert np.allclose(pq.reconstruct([5, 6, 700]), vectors[[5, 6, 700]], atol=2e-3)
+    allowed = np.arange(100, 200)
+    assert {i for i, _ in pq.search(queries[:1], 5, allowed)} <= set(range(100, 200))
