@@ -26,6 +26,7 @@ BENCHMARKS = {
     "evidence": "bench.evidence",
     "remote": "bench.remote",
     "ocr": "bench.ocr",
+    "scale": "bench.scale",  # writes docs/SCALE.md, not BENCHMARKS.md
 }
 
 

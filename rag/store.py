@@ -243,6 +243,13 @@ class Local:
     def load(self) -> Index:
         return load(self.root)
 
+    def manifest(self) -> dict:
+        """The live version's manifest, without opening its vectors."""
+        folder = current_folder(self.root)
+        if folder is None:
+            raise IndexNotFound(f"no index at {self.root}")
+        return read_manifest(folder)
+
     def write(self, version: Version, index_type: str, previous: Index | None) -> str:
         return write(self.root, version, index_type, previous).name
 

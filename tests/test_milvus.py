@@ -63,6 +63,19 @@ def test_milvus_uses_its_own_full_text_search(stores: tuple[Config, Config]) -> 
     assert "babich" in index.vocabulary()
 
 
+def test_without_full_text_search_the_local_bm25_serves_beside_milvus(
+    stores: tuple[Config, Config], tmp_path: Path, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deployment without Milvus's BM25 function (before 2.5), as far as our code can tell.
+    monkeypatch.setattr(milvus.Store, "FULL_TEXT", (False,))
+    old = Config.load(store=f"milvus:{tmp_path / 'old.db'}")
+    Engine(old).build([seeds_dir])
+    assert not Engine(old).index.full_text
+    for mode in ("lexical", "hybrid"):
+        for question in QUESTIONS:
+            assert ranked(old, question, mode) == ranked(stores[1], question, mode), question
+
+
 def test_filters_apply_in_milvus_as_in_faiss(stores: tuple[Config, Config]) -> None:
     lite, faiss = stores
     where = {"path": "00[0-3]*"}

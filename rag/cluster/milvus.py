@@ -99,6 +99,8 @@ class Store:
     """A Milvus store with the methods of `rag.store.Local`: lock, tidy, live, load, write."""
 
     kind = "milvus"
+    # Tried in this order: with Milvus's BM25 function, then without (Milvus before 2.5).
+    FULL_TEXT = (True, False)
 
     def __init__(self, spec: str, token: str = "", collection: str = "default") -> None:
         self.spec = spec
@@ -194,6 +196,14 @@ class Store:
             raise IndexCorrupt(f"{live} holds {rows} passages, its manifest {manifest['chunks']}")
         return MilvusIndex(self, live, manifest, set(meta["vocabulary"]))
 
+    def manifest(self) -> dict:
+        """The live version's manifest."""
+        live = self.live()
+        meta = self._read_meta(live) if live else None
+        if meta is None:
+            raise IndexNotFound(f"no index in {self}")
+        return meta["manifest"]
+
     def _read_meta(self, version: str) -> dict | None:
         if not self.client.has_collection(self.meta):
             return None
@@ -256,7 +266,7 @@ class Store:
         from pymilvus import DataType, Function, FunctionType
 
         client = self.client
-        for full_text in (True, False):
+        for full_text in self.FULL_TEXT:
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=max(dim, 1))
@@ -284,7 +294,7 @@ class Store:
                 client.create_collection(name, schema=schema, index_params=index)
                 return full_text
             except Exception as exc:
-                if not full_text:
+                if full_text is self.FULL_TEXT[-1]:
                     raise RagError(f"cannot create a collection in {self}: {exc}") from exc
         return False
 

@@ -28,7 +28,7 @@ def allowed_path(config: Config, source: str) -> Path:
     RagError otherwise (the same message whether the name is unknown or points outside)."""
     refused = RagError(f"{source!r} is not a document of the collection {config.collection!r}")
     try:
-        manifest = store.read_manifest(store.current_folder(Path(config.index_dir)) or Path("/"))
+        manifest = store.open_store(config).manifest()
     except RagError:
         raise refused from None
     info = manifest.get("documents", {}).get(str(source))
