@@ -547,13 +547,20 @@ def tidy(root: Path) -> list[str]:
 def rebuild_lock(root: Path) -> Iterator[None]:
     """Hold the index's rebuild lock; a second rebuild at the same time is refused."""
     root.mkdir(parents=True, exist_ok=True)
-    fh = open(root / ".lock", "a+")  # noqa: SIM115 - held for the whole block
+    with file_lock(root / ".lock", str(root)):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` for the rebuild of `what`, or refuse."""
+    fh = open(path, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise IndexBusy(
-                f"another rebuild of {root} is running; wait for it to finish and try again"
+                f"another rebuild of {what} is running; wait for it to finish and try again"
             ) from exc
         yield
     finally:

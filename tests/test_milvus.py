@@ -194,3 +194,11 @@ def test_milvus_vectors_are_the_ones_built(stores: tuple[Config, Config]) -> Non
     ids = list(range(b.size))
     assert np.allclose(a.reconstruct(ids), b.reconstruct(ids), atol=1e-6)
     assert [c.text for c in a.all_chunks()] == [c.text for c in b.all_chunks()]
+
+
+def test_a_second_milvus_rebuild_at_the_same_time_is_refused(corpus: Path, tmp_path: Path) -> None:
+    from rag.errors import IndexBusy
+
+    config = Config.load(store=f"milvus:{tmp_path / 'busy.db'}")
+    with milvus.Store(config.store).lock(), pytest.raises(IndexBusy, match="another rebuild"):
+        Engine(config).build([corpus])

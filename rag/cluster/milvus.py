@@ -22,7 +22,6 @@ before 2.5) gets the local BM25 (`rag.lexical`) beside it, built in memory from 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import lexical, store
-from ..errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, RagError
+from ..errors import IndexCorrupt, IndexMismatch, IndexNotFound, RagError
 from ..types import Chunk
 
 DEFAULT_NAME = "rag"
@@ -138,13 +137,7 @@ class Store:
             key = hashlib.sha256(f"{self.uri}/{self.name}".encode()).hexdigest()[:16]
             path = Path.home() / ".cache" / "rag" / "locks" / f"milvus-{key}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IndexBusy(
-                    f"another rebuild of {self} is running; wait for it to finish and try again"
-                ) from exc
+        with store.file_lock(path, str(self)):
             yield
 
     def versions(self) -> list[str]:
