@@ -164,13 +164,17 @@ def shipped() -> dict:
 
 def differences(recorded: dict | None, current: dict, where: str = "") -> list[str]:
     """The settings that differ between a section's record and `current`, as "path: was →
-    now" lines (a section with no record differs in everything)."""
+    now" lines (a section with no record differs in everything). A setting added to the code
+    after a section was recorded matches it only at an "off" value (empty, as `Config.store`
+    and `Config.ray` are: the behaviour from before they existed)."""
     if recorded is None:
         return [f"{where or 'settings'}: not recorded"]
     out = []
     for key in sorted(set(recorded) | set(current)):
         path = f"{where}.{key}" if where else key
         was, now = recorded.get(key), current.get(key)
+        if key not in recorded and now in ("", None):
+            continue
         if isinstance(was, dict) and isinstance(now, dict):
             out += differences(was, now, path)
         elif was != now:

@@ -56,6 +56,14 @@ def test_a_section_at_other_settings_is_found_stale(tmp_path: Path) -> None:
     assert report.differences(None, changed) == ["settings: not recorded"]
 
 
+def test_a_setting_added_since_a_section_matches_only_at_its_off_value() -> None:
+    recorded = {"config": {"k": 4}}
+    assert report.differences(recorded, {"config": {"k": 4, "store": ""}}) == []
+    assert report.differences(recorded, {"config": {"k": 4, "store": "milvus:x.db"}}) == [
+        "config.store: None → 'milvus:x.db'"
+    ]
+
+
 def test_a_spread_that_crosses_the_target_is_not_shown() -> None:
     assert report.target("t", [0.9, 1.0, 1.04], 1.05, "")["status"] == "met"
     assert report.target("t", [1.1, 1.2, 1.3], 1.05, "")["status"] == "missed"
