@@ -246,11 +246,10 @@ def _build(
             seen.add(source)
             plan.append((source, sha, path, modified))
 
-    fresh = [
-        item
-        for item in plan
-        if kept_before.get(item[0]) is None or kept_before[item[0]].get("sha256") != item[1]
-    ]
+    def kept(source: str, sha: str) -> bool:  # its passages and vectors are reused
+        return kept_before.get(source, {}).get("sha256") == sha
+
+    fresh = [item for item in plan if not kept(item[0], item[1])]
     if config.ray and fresh:
         from .cluster import raybuild
 
@@ -266,8 +265,8 @@ def _build(
     added, updated, unchanged = [], [], 0
     for source, sha, path, modified in plan:
         first = len(chunks)
-        prior = kept_before.get(source)
-        if prior is not None and prior.get("sha256") == sha:
+        if kept(source, sha):
+            prior = kept_before[source]
             ids = list(range(prior["first"], prior["first"] + prior["count"]))
             reused = [
                 Chunk(first + n, c.source, c.title, c.start, c.end, c.text, c.original, c.page)
