@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup models browser tesseract index chat test test-slow lint bench bench-quick clean
+.PHONY: setup models browser tesseract index chat test test-slow lint bench bench-quick bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench: models $(VENV)/.bench
 
 bench-quick: models $(VENV)/.bench
 	$(BIN)/python -m bench --quick
+
+# docs/SCALE.md: Ray against a local build and Milvus Lite against FAISS on the cached real
+# corpus of 100k passages, which the first run embeds (about an hour and a quarter).
+bench-scale: models $(VENV)/.bench
+	$(BIN)/python -m bench.realcorpus
+	$(BIN)/python -m bench scale
 
 clean:
 	rm -rf $(VENV) index/seeds artifacts .pytest_cache
