@@ -89,18 +89,27 @@ def build(target: int = TARGET, folder: Path | None = None, root: Path | None = 
         pending.clear()
 
     done = meta["files_done"]
+    first_error = ""
     while done < len(paths) and meta["passages"] + len(pending) < target:
         path, done = paths[done], done + 1
         try:
             doc = read.read(path, root)
-        except (RagError, OSError, ValueError):
+        except (RagError, OSError, ValueError) as error:
             meta["skipped"] += 1
+            first_error = first_error or f"{path}: {error}"
             continue
         pending += [ingest.vector_text(c) for c in ingest.passages(doc, embedder, config, 0)]
         if len(pending) >= SHARD:
             flush(done)
     if pending:
         flush(done)
+    if meta["passages"] < target and meta["skipped"] > done // 2:
+        # Most files unreadable means a broken installation, not a corpus: never cache it.
+        meta_path.unlink(missing_ok=True)
+        raise SystemExit(
+            f"only {meta['passages']:,} passages: {meta['skipped']:,} of {done:,} files "
+            f"could not be read, the first: {first_error}"
+        )
     meta["complete"] = True
     meta_path.write_text(json.dumps(meta, indent=1))
     return folder
