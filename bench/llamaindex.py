@@ -8,9 +8,10 @@ documentation shows: `SimpleDirectoryReader`, `VectorStoreIndex` over a `FaissVe
 similarity_top_k, chunking and response mode at their defaults), the index persisted to a
 folder as ours is. Ours is `rag.ingest.build` and `rag.Engine`.
 
-Each side runs in a new process of its own, so each one's peak memory (VmHWM) is its own. Both
-stay alive and are asked in turn, one at a time, who goes first alternating, so drift in the
-load of a shared machine hits both alike. Models are loaded before any clock starts.
+Each side runs in a new process of its own. Both stay alive and are asked in turn, one at a
+time, who goes first alternating, so drift in the load of a shared machine hits both alike.
+Models are loaded before any clock starts. Peak memory (VmHWM) is measured apart, in rounds of
+new processes (one a side, the first rotating) that load, build and answer a few questions.
 
 Beyond those shared settings, the one thing LlamaIndex is given is the model's own chat
 template (llama-cpp-python's `Jinja2ChatFormatter`, as `Llama.create_chat_completion` uses it):
@@ -43,13 +44,16 @@ SIDES = ("ours", "llamaindex")
 # LlamaIndex again with the model file read into memory as ours reads it (not memory-mapped,
 # LlamaIndex's default): its peak memory under the same setting as ours.
 READ_SIDE = "llamaindex-read"
-READ_QUESTIONS = 3  # answered by that side: enough to reach its peak
 ROUNDS = 3  # index builds and searches of every question: each side
-# Answers: one round, each question asked of both sides, the first alternating from question to
-# question. LlamaIndex reads three whole articles per question (about 50 s each with the
-# default model here), so three rounds would take 45 minutes; its time to first token is 5×
-# ours, far from where the spread of rounds could cross the target.
-ANSWER_ROUNDS = 1
+# Answers: every question asked of both sides, the first alternating from question to question,
+# in three rounds (about 20 s a question for both sides with the default model on 2 cores).
+ANSWER_ROUNDS = 3
+# Peak memory: rounds of new processes, one for each of MEMORY_SIDES (the first rotating), each
+# loading, building and answering the first MEMORY_QUESTIONS questions (enough to reach its
+# peak: the context is allocated at load), then reading its VmHWM.
+MEMORY_SIDES = (*SIDES, READ_SIDE)
+MEMORY_ROUNDS = 3
+MEMORY_QUESTIONS = 3
 
 
 def seed_questions(quick: bool = False) -> list[dict]:
@@ -430,8 +434,8 @@ def measure_both(model: str, quick: bool) -> dict:
     """Both sides in their own processes, alive together but never working at once: the
     parent asks each in turn, the first alternating, to load, build the index, search every
     seed question and answer every seed question, each for ROUNDS rounds (answers: one round
-    with `quick`), then reads their peak memory. Then LlamaIndex once more with the model read
-    into memory as ours reads it, for its peak memory under the same setting."""
+    with `quick`). Then the rounds of peak memory (`_memory_rounds`), with LlamaIndex also
+    reading the model into memory as ours reads it: its peak under the same setting."""
     answer_rounds = 1 if quick else ANSWER_ROUNDS
     questions = [row["question"] for row in seed_questions()]
     results: dict = {s: {"builds": [], "searches": [], "answers": []} for s in SIDES}
@@ -465,27 +469,34 @@ def measure_both(model: str, quick: bool) -> dict:
                             file=sys.stderr,
                             flush=True,
                         )
-            for s in SIDES:
-                results[s]["peak_rss_mb"] = sides[s].ask("peak")
         finally:
             for side in sides.values():
                 side.close()
-        results[READ_SIDE] = _read_side(model, quick, Path(tmp))
+        results[READ_SIDE] = {}
+        peaks = _memory_rounds(model, 1 if quick else MEMORY_ROUNDS, Path(tmp))
+        for s in MEMORY_SIDES:
+            results[s]["peaks_mb"] = peaks[s]
     return results
 
 
-def _read_side(model: str, quick: bool, tmp: Path) -> dict:
-    """LlamaIndex with the model read into memory: build, the same questions once, peak memory."""
-    side = _Side(READ_SIDE, model)
-    try:
-        side.ask("load")
-        side.ask("build", dir=str(tmp / READ_SIDE))
-        side.ask("open")
-        for row in seed_questions(quick)[:READ_QUESTIONS]:
-            side.ask("answer", row=row)
-        return {"peak_rss_mb": side.ask("peak")}
-    finally:
-        side.close()
+def _memory_rounds(model: str, rounds: int, tmp: Path) -> dict[str, list[float]]:
+    """Each side's peak memory (MB) in each round: a new process a side, one at a time, the
+    first rotating from round to round, that loads, builds, answers the first MEMORY_QUESTIONS
+    seed questions and reads its VmHWM."""
+    peaks: dict[str, list[float]] = {s: [] for s in MEMORY_SIDES}
+    for r in range(rounds):
+        for s in MEMORY_SIDES[r % len(MEMORY_SIDES) :] + MEMORY_SIDES[: r % len(MEMORY_SIDES)]:
+            side = _Side(s, model)
+            try:
+                side.ask("load")
+                side.ask("build", dir=str(tmp / f"memory-{s}-{r}"))
+                side.ask("open")
+                for row in seed_questions()[:MEMORY_QUESTIONS]:
+                    side.ask("answer", row=row)
+                peaks[s].append(side.ask("peak"))
+            finally:
+                side.close()
+    return peaks
 
 
 def run(quick: bool = False, model: str | None = None) -> dict:
@@ -522,13 +533,14 @@ def _summary(r: dict) -> dict:
         "prompt_tokens": _median([a["prompt_tokens"] for a in answers]),
         "correct": sum(1 for a in answers if a["correct"]),
         "judged": sum(1 for a in answers if a["correct"] is not None),
-        "peak_mb": r["peak_rss_mb"],
+        "peak_mb": _median(r["peaks_mb"]),
         # Round by round, for the ratios' spread.
         "rounds": {
             "index_s": [b["total"] for b in r["builds"]],
             "embed_rate": [b["word_pieces"] / b["embed"] for b in r["builds"]],
             "search_ms": [_median(times) * 1000 for times in r["searches"]],
             "ttft_s": [_median([a["ttft_s"] for a in rnd]) for rnd in r["answers"]],
+            "peak_mb": r["peaks_mb"],
         },
     }
 
@@ -547,7 +559,7 @@ ROWS = (
     ("answer total, median (s)", "total_s", True),
     ("prompt tokens, median", "prompt_tokens", True),
     ("correct answers (`must` rule of `rag eval`)", "correct", False),
-    ("peak memory of the process, VmHWM (MB)", "peak_mb", True),
+    ("peak memory of the process, VmHWM (MB, median of {memory} new processes)", "peak_mb", True),
 )
 
 
@@ -574,7 +586,8 @@ def _write(
         a, b = ours[key], li[key]
         if key == "correct":
             a, b = f"{a} / {ours['judged']}", f"{b} / {li['judged']}"
-        rows.append([label.format(builds=builds), a, b, _ratio(a, b) if ratio else ""])
+        label = label.format(builds=builds, memory=len(results["ours"]["peaks_mb"]))
+        rows.append([label, a, b, _ratio(a, b) if ratio else ""])
     load = results["ours"]["load_s"], results["llamaindex"]["load_s"]
     body = (
         f"Answer model {model}, embedding model all-MiniLM-L6-v2, {THREADS} threads for "
@@ -654,13 +667,15 @@ def _write(
         "rewrites it from the history first). Its index persists as JSON files and a FAISS "
         "file; ours as SQLite, FAISS and BM25 files with fsync.\n"
     )
-    read_mb = results[READ_SIDE]["peak_rss_mb"]
+    read_peaks = results[READ_SIDE]["peaks_mb"]
+    read_mb = _median(read_peaks)
     body += (
         f"\n**Memory under the same setting.** Ours reads the model file into memory; "
         f"LlamaIndex memory-maps it (llama-cpp-python's default), and llama.cpp then holds the "
         f"repacked weights besides the mapped pages, which is most of the memory difference. "
         f"LlamaIndex run again with the model read into memory (`use_mmap=False`, the same "
-        f"build, the first {READ_QUESTIONS} questions): peak {report.fmt(read_mb)} MB against ours "
+        f"build and the first {MEMORY_QUESTIONS} questions in new processes, as for the other "
+        f"two sides; the median of {len(read_peaks)}): peak {report.fmt(read_mb)} MB against ours "
         f"{report.fmt(ours['peak_mb'])} MB ({_ratio(ours['peak_mb'], read_mb)}).\n"
     )
     rounds = {key: (ours["rounds"][key], li["rounds"][key]) for key in ours["rounds"]}
@@ -698,14 +713,14 @@ def _write(
         ),
         report.target(
             "peak memory below LlamaIndex's (model memory-mapped there, read here)",
-            round(ours["peak_mb"] / li["peak_mb"], 4),
+            per_round("peak_mb"),
             1.0,
             f"ours {report.fmt(ours['peak_mb'])} MB, LlamaIndex {report.fmt(li['peak_mb'])} MB; "
             f"both reading the model: LlamaIndex {report.fmt(read_mb)} MB",
         ),
         report.target(
             "peak memory below LlamaIndex's, both reading the model into memory",
-            round(ours["peak_mb"] / read_mb, 4),
+            [round(o / x, 4) for o, x in zip(ours["rounds"]["peak_mb"], read_peaks, strict=True)],
             1.0,
             f"ours {report.fmt(ours['peak_mb'])} MB, LlamaIndex {report.fmt(read_mb)} MB",
         ),
