@@ -1,6 +1,6 @@
 """Run benchmarks and write their sections of docs/BENCHMARKS.md.
 
-python -m bench                 # every section of docs/BENCHMARKS.md (about an hour on 2 cores)
+python -m bench                 # every section of docs/BENCHMARKS.md (about 75 minutes on 2 cores)
 python -m bench --quick         # the same, smaller (a few minutes each)
 python -m bench indexing        # one (or several) by name
 python -m bench scale           # docs/SCALE.md (only by name: see EXTRA)
